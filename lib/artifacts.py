@@ -1,0 +1,118 @@
+"""Versioned results of long computations, saved with what produced them.
+
+``load_or_compute(name, config, compute)`` returns the stored result when one exists for
+exactly this name, configuration and library source, else computes, stores and returns
+it. Each artifact is a folder ``<root>/<name>-<key>/`` holding ``result.pt`` (torch.save)
+and ``meta.json`` (name, config, seed, hardware, library version and source hash,
+creation time, seconds taken). Chapters read results through this function, so a second
+execution of a notebook (nbval) reads what the first one computed.
+
+The root is ``$CLOSER_LOOK_ARTIFACTS`` or ``<repo>/.cache/artifacts``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+import lib
+from lib import REPO_ROOT
+
+T = TypeVar("T")
+FORMAT_VERSION = 1
+
+
+def artifact_root() -> Path:
+    return Path(os.environ.get("CLOSER_LOOK_ARTIFACTS", REPO_ROOT / ".cache" / "artifacts")).expanduser()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of a config (dataclasses, enums, tuples, paths, torch devices)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (Path, torch.device)):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"artifact configs must be JSON-like (dict, dataclass, list, number, str); got {type(value).__name__}")
+
+
+def library_fingerprint() -> str:
+    """SHA-256 of every source file of ``lib``: a result is only reused by the code that made it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(lib.__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def artifact_key(name: str, config: Any) -> str:
+    payload = json.dumps({"name": name, "config": _plain(config), "lib": library_fingerprint(),
+                          "format": FORMAT_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def hardware() -> dict[str, Any]:
+    info = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": None}
+    if torch.cuda.is_available():
+        info["cuda"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def artifact_path(name: str, config: Any) -> Path:
+    if not name or any(c in name for c in "/\\ ") :
+        raise ValueError(f"artifact names are non-empty and have no slashes or spaces, got {name!r}")
+    return artifact_root() / f"{name}-{artifact_key(name, config)}"
+
+
+def load_or_compute(name: str, config: Any, compute: Callable[[], T], *, seed: int | None = None) -> T:
+    """The stored result for ``(name, config, library source)``, computing and storing it if absent.
+
+    A result is written to a temporary folder and renamed into place, so an interrupted
+    run never leaves a half-written artifact, and earlier artifacts are never touched.
+    """
+    folder = artifact_path(name, config)
+    if (folder / "result.pt").exists() and (folder / "meta.json").exists():
+        return torch.load(folder / "result.pt", weights_only=False)
+    started = time.perf_counter()
+    result = compute()
+    meta = {"name": name, "config": _plain(config), "seed": seed, "hardware": hardware(),
+            "lib_version": lib.__version__, "lib_fingerprint": library_fingerprint(),
+            "format": FORMAT_VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 3)}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
+    torch.save(result, scratch / "result.pt")
+    (scratch / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        scratch.rename(folder)
+    except OSError:  # another run stored the same artifact meanwhile: keep theirs
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def read_meta(name: str, config: Any) -> dict[str, Any] | None:
+    """Metadata of the stored artifact, or None if it was never computed."""
+    path = artifact_path(name, config) / "meta.json"
+    return json.loads(path.read_text()) if path.exists() else None

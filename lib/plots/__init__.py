@@ -1,0 +1,1 @@
+"""Plotting helpers, one module per topic (images, separation, theory)."""

@@ -1,0 +1,217 @@
+"""Execution profiles: one typed record per way of running the book.
+
+Every chapter has a papermill ``parameters`` cell with at least ``profile`` and
+``device``; its next cell calls :func:`resolve` which validates both before any work.
+
+* ``ci``: what a 2-core CPU runner can afford (the whole book, executed, built and
+  tested, well inside 90 minutes including installation).
+* ``full``: the paper's settings (``paper-notes.md`` §8), meant for papermill on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+
+class Optimizer(str, Enum):
+    """Optimizers the training loop knows."""
+
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a classifier is trained (paper-notes §8)."""
+
+    model: str
+    train_size: int | None  # None: the whole training split
+    epochs: int
+    batch_size: int
+    optimizer: Optimizer
+    lr: float
+    momentum: float = 0.9
+    milestones: tuple[int, ...] = ()  # epochs where the learning rate drops x0.1
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How adversarial accuracy is measured (paper-notes §7)."""
+
+    eval_size: int | None  # test points attacked; None: the whole test split
+    steps: int
+    restarts: int
+
+
+@dataclass(frozen=True)
+class AdversarialExamplesSettings:
+    """Chapter "Adversarial examples": a small MNIST classifier and PGD."""
+
+    train: TrainSettings
+    attack: AttackSettings
+    eps_grid: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SeparationSettings:
+    """Chapters on r-separation (paper-notes §2, §4)."""
+
+    datasets: tuple[str, ...]  # datasets whose separation is computed
+    l2_datasets: tuple[str, ...]  # datasets whose L2 separation is computed too
+
+
+@dataclass(frozen=True)
+class TheoremSettings:
+    """Chapter "The theorem": the 1/r-Lipschitz construction (paper-notes §3, §5, §10)."""
+
+    toy_points_per_class: int
+    mnist_reference_size: int | None  # reference set of the construction; None: all
+    mnist_query_size: int | None  # test points classified and certified
+    attack_size: int  # test points attacked (PGD, multi-targeted)
+    attack_steps: int
+    lipschitz_size: int  # points for the local Lipschitz estimate
+    lipschitz_steps: int
+    lipschitz_restarts: int
+    staircase_small: int  # samples in the staircase toy's small-sample regime
+    staircase_large: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between a CI run and a paper-scale run."""
+
+    name: str
+    description: str
+    adversarial_examples: AdversarialExamplesSettings
+    separation: SeparationSettings
+    theorem: TheoremSettings
+
+    def as_dict(self) -> dict:
+        """Plain nested dict (for artifact metadata and printing)."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+_EPS_GRID = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci",
+        description="2-core CPU: subsets and short training, the whole book in minutes",
+        adversarial_examples=AdversarialExamplesSettings(
+            train=TrainSettings(
+                model="cnn002", train_size=12_000, epochs=2, batch_size=128,
+                optimizer=Optimizer.ADAM, lr=1e-3,
+            ),
+            attack=AttackSettings(eval_size=500, steps=10, restarts=1),
+            eps_grid=_EPS_GRID,
+        ),
+        separation=SeparationSettings(
+            datasets=("mnist", "fashion_mnist", "digits", "cifar10", "svhn"),
+            l2_datasets=("mnist", "digits"),
+        ),
+        theorem=TheoremSettings(
+            toy_points_per_class=150, mnist_reference_size=10_000, mnist_query_size=2_000,
+            attack_size=100, attack_steps=20, lipschitz_size=100, lipschitz_steps=20,
+            lipschitz_restarts=2, staircase_small=40, staircase_large=3_000,
+        ),
+    ),
+    "full": Profile(
+        name="full",
+        description="paper settings (paper-notes §8), meant for a GPU",
+        adversarial_examples=AdversarialExamplesSettings(
+            train=TrainSettings(
+                model="cnn002", train_size=None, epochs=160, batch_size=64,
+                optimizer=Optimizer.SGD, lr=1e-4, milestones=(40, 80, 120, 140),
+            ),
+            attack=AttackSettings(eval_size=None, steps=10, restarts=1),
+            eps_grid=_EPS_GRID,
+        ),
+        separation=SeparationSettings(
+            datasets=("mnist", "fashion_mnist", "digits", "cifar10", "svhn"),
+            l2_datasets=("mnist", "fashion_mnist", "digits", "cifar10", "svhn"),
+        ),
+        theorem=TheoremSettings(
+            toy_points_per_class=300, mnist_reference_size=None, mnist_query_size=None,
+            attack_size=1_000, attack_steps=100, lipschitz_size=1_000, lipschitz_steps=100,
+            lipschitz_restarts=5, staircase_small=40, staircase_large=30_000,
+        ),
+    ),
+}
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a chapter needs after validating its parameters."""
+
+    profile: Profile
+    device: torch.device
+    seed: int
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; a clear ValueError listing the valid ones otherwise."""
+    if name not in PROFILES:
+        raise ValueError(
+            f"unknown profile {name!r}; valid profiles: {', '.join(sorted(PROFILES))}"
+        )
+    return PROFILES[name]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else CPU; an unavailable device is refused."""
+    if not isinstance(name, str) or not _is_device_name(name):
+        raise ValueError(f"unknown device {name!r}; valid devices: {', '.join(DEVICE_CHOICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but MPS is not available here; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def _is_device_name(name: str) -> bool:
+    if name in ("auto", "cpu", "cuda", "mps"):
+        return True
+    prefix, _, index = name.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def resolve(profile: str, device: str = "auto", seed: int = 0) -> RunContext:
+    """Validate a chapter's parameters and seed every generator.
+
+    Called by every chapter right after its ``parameters`` cell, so a typo fails in
+    the first second with the list of what is accepted.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    context = RunContext(get_profile(profile), resolve_device(device), seed)
+    seed_everything(seed)
+    return context
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,236 @@
+"""Execute the book's chapters with papermill and build the HTML with Jupyter Book.
+
+    python -m lib.run execute [--profile ci] [--device auto] [--seed 0] [-p NAME VALUE ...] [CHAPTER ...]
+    python -m lib.run build   [--profile ci]
+
+``execute`` runs each chapter (its jupytext ``.md`` source, in ``_toc.yml`` order unless
+chapters are named) into a staging tree ``_build/<profile>/site`` beside copies of
+``_config.yml``, ``_toc.yml``, ``references.bib`` and ``_static``. Everything is validated
+before the first chapter starts: the profile, the device, and every ``-p`` name against
+the chapters' ``parameters`` cells. A chapter that raises is reported and the others still
+run (nothing already computed is lost); the exit status is then 1.
+
+``build`` renders the staged, executed notebooks with ``jupyter-book build -W --keep-going``
+(execution off), so any warning or a notebook error fails the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from lib import REPO_ROOT
+from lib.profiles import PROFILES, get_profile, resolve_device
+
+BASE_PARAMETERS = ("profile", "device", "seed")
+STAGED_FILES = ("_config.yml", "_toc.yml", "references.bib")
+MATHJAX_CACHE = REPO_ROOT / ".cache" / "mathjax" / "es5"
+
+
+def site_dir(profile: str) -> Path:
+    """Staging tree of executed notebooks for ``profile``; the HTML lands in ``<site>/_build/html``."""
+    return REPO_ROOT / "_build" / profile / "site"
+
+
+def toc_chapters(toc: Path = REPO_ROOT / "_toc.yml") -> list[Path]:
+    """Chapter sources in reading order, from ``_toc.yml`` (root first)."""
+    data = yaml.safe_load(toc.read_text())
+    return [REPO_ROOT / f"{entry}.md" for entry in [data["root"], *_toc_files(data)]]
+
+
+def _toc_files(node: dict | list) -> list[str]:
+    if isinstance(node, list):
+        return [file for item in node for file in _toc_files(item)]
+    own = [node["file"]] if "file" in node else []
+    return own + [file for key in ("parts", "chapters", "sections") for file in _toc_files(node.get(key, []))]
+
+
+def is_notebook(path: Path) -> bool:
+    """A jupytext notebook declares a kernelspec in its front matter; other pages are plain text."""
+    text = path.read_text()
+    return text.startswith("---") and "kernelspec:" in text.split("---", 2)[1]
+
+
+def declared_parameters(path: Path) -> dict[str, object]:
+    """Names and default values assigned in the chapter's ``parameters`` cell."""
+    import jupytext
+
+    notebook = jupytext.read(path)
+    for cell in notebook.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            return {target.id: ast.literal_eval(node.value)
+                    for node in tree.body if isinstance(node, ast.Assign)
+                    for target in node.targets if isinstance(target, ast.Name)}
+    raise ValueError(f"{path.relative_to(REPO_ROOT)} has no cell tagged 'parameters'")
+
+
+def parse_value(text: str) -> object:
+    """``-p`` values: Python literals when they parse (1, 0.5, True, 'x'), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def plan_parameters(chapters: list[Path], extra: dict[str, object], profile: str, device: str,
+                    seed: int) -> dict[Path, dict[str, object]]:
+    """Validate everything and return the parameters each notebook chapter gets."""
+    get_profile(profile)
+    resolve_device(device)
+    declared = {path: declared_parameters(path) for path in chapters if is_notebook(path)}
+    for path, names in declared.items():
+        missing = [n for n in BASE_PARAMETERS if n not in names]
+        if missing:
+            raise ValueError(f"{path.name}: parameters cell lacks {', '.join(missing)}")
+    known = sorted({name for names in declared.values() for name in names})
+    unknown = [name for name in extra if name not in known or name in BASE_PARAMETERS]
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; valid -p names: "
+                         f"{', '.join(n for n in known if n not in BASE_PARAMETERS)} "
+                         f"(profile, device and seed have their own options)")
+    base = {"profile": profile, "device": device, "seed": seed}
+    return {path: base | {k: v for k, v in extra.items() if k in names} for path, names in declared.items()}
+
+
+def stage_static(site: Path) -> None:
+    """Copy the book's configuration and static files (with vendored MathJax) into ``site``."""
+    site.mkdir(parents=True, exist_ok=True)
+    for name in STAGED_FILES:
+        shutil.copy2(REPO_ROOT / name, site / name)
+    shutil.copytree(REPO_ROOT / "_static", site / "_static", dirs_exist_ok=True)
+    if MATHJAX_CACHE.exists():
+        shutil.copytree(MATHJAX_CACHE, site / "_static" / "mathjax" / "es5", dirs_exist_ok=True)
+
+
+PROGRESS_LINE = re.compile(r"^.*\d+%\|.*\|.*$|^\s*$")
+
+
+def is_progress_only(text: str) -> bool:
+    """Whether a stderr stream holds nothing but tqdm progress bars (and blank redraws)."""
+    return all(PROGRESS_LINE.match(piece) for piece in re.split(r"[\r\n]", text))
+
+
+def strip_progress_output(path: Path) -> None:
+    """Drop stderr streams that only show progress bars: they are timings, not results.
+
+    Other stderr output (warnings) stays, so nbval's re-execution, run with
+    ``CLOSER_LOOK_PROGRESS=0``, still has to reproduce it.
+    """
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (
+                o.output_type == "stream" and o.name == "stderr" and is_progress_only(o.text))]
+    nbformat.write(notebook, path)
+
+
+def execute_chapter(source: Path, target: Path, parameters: dict[str, object]) -> None:
+    import jupytext
+    import papermill
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(source)
+    try:
+        papermill.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
+                                   cwd=str(target.parent), progress_bar=sys.stderr.isatty())
+    finally:
+        if target.exists():
+            strip_progress_output(target)
+
+
+def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
+            extra: dict[str, object]) -> list[str]:
+    """Execute ``chapters`` into the staging tree; returns the names of chapters that failed."""
+    plan = plan_parameters(chapters, extra, profile, device, seed)
+    site = site_dir(profile)
+    stage_static(site)
+    failures = []
+    for source in chapters:
+        relative = source.relative_to(REPO_ROOT)
+        if source not in plan:
+            (site / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, site / relative)
+            continue
+        started = time.perf_counter()
+        print(f"[{profile}] executing {relative} ...", flush=True)
+        try:
+            execute_chapter(source, site / relative.with_suffix(".ipynb"), plan[source])
+            print(f"[{profile}] {relative}: done in {time.perf_counter() - started:.0f} s", flush=True)
+        except Exception as error:  # papermill keeps the partly executed notebook for inspection
+            failures.append(str(relative))
+            print(f"[{profile}] {relative}: FAILED ({type(error).__name__}: {str(error)[-2000:]})", flush=True)
+    return failures
+
+
+def build(profile: str) -> Path:
+    """Render the executed notebooks of ``profile`` to HTML; returns the index page."""
+    site = site_dir(profile)
+    if not (site / "_toc.yml").exists():
+        raise FileNotFoundError(f"nothing executed for profile {profile!r} yet: run `python -m lib.run execute "
+                                f"--profile {profile}` first")
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site), "--builder", "html",
+               "-W", "--keep-going"]
+    subprocess.run(command, check=True)
+    index = site / "_build" / "html" / "index.html"
+    print(f"HTML book: {index}")
+    return index
+
+
+def resolve_chapters(names: list[str]) -> list[Path]:
+    chapters = toc_chapters()
+    if not names:
+        return chapters
+    selected = []
+    for name in names:
+        path = (Path.cwd() / name).resolve()
+        if path not in chapters:
+            valid = ", ".join(str(c.relative_to(REPO_ROOT)) for c in chapters)
+            raise ValueError(f"unknown chapter {name!r}; chapters in _toc.yml: {valid}")
+        selected.append(path)
+    return selected
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.run", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("execute", help="execute chapters with papermill into _build/<profile>/site")
+    run.add_argument("chapters", nargs="*", help="chapter sources (default: every chapter in _toc.yml)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    for command in (run, sub.add_parser("build", help="render the executed notebooks to HTML")):
+        command.add_argument("--profile", default=os.environ.get("PROFILE", "ci"),
+                             help=f"one of: {', '.join(PROFILES)} (default ci)")
+    run.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda, cuda:N or mps")
+    run.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            get_profile(args.profile)
+            build(args.profile)
+            return 0
+        extra = {name: parse_value(value) for name, value in args.parameter}
+        failures = execute(resolve_chapters(args.chapters), profile=args.profile, device=args.device,
+                           seed=args.seed, extra=extra)
+    except (ValueError, FileNotFoundError) as error:
+        parser.exit(2, f"error: {error}\n")
+    except subprocess.CalledProcessError as error:
+        parser.exit(1, f"error: the book build failed ({error})\n")
+    if failures:
+        print(f"error: {len(failures)} chapter(s) failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

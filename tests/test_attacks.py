@@ -1,0 +1,96 @@
+"""PGD and multi-targeted attacks against closed forms on linear models."""
+
+import pytest
+import torch
+from torch import nn
+
+from lib.attacks import margin, multi_targeted, pgd, robust_accuracy, robust_accuracy_curve
+
+
+def binary_linear(w: torch.Tensor, b: float) -> nn.Module:
+    """Logits [0, w.x + b]: class 1 iff w.x + b > 0."""
+    layer = nn.Linear(len(w), 2)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[1] = w
+        layer.bias.copy_(torch.tensor([0.0, b]))
+    return layer
+
+
+def worst_case_binary(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each coordinate moves eps against the true class, clipped to [0, 1]."""
+    direction = torch.where(y[:, None] == 1, -1.0, 1.0) * torch.sign(w)[None]
+    return (x + eps * direction).clamp(0, 1)
+
+
+@pytest.fixture
+def linear_problem():
+    d, n = 20, 64
+    w = torch.randn(d) * 0.5
+    w[w.abs() < 0.05] = 0.1  # no zero weight: the worst case is then unique
+    x = torch.rand(n, d)
+    y = torch.randint(0, 2, (n,))
+    return binary_linear(w, 0.1), w, x, y
+
+
+def test_pgd_reaches_linear_worst_case(linear_problem):
+    model, w, x, y = linear_problem
+    x_adv = pgd(model, x, y, 0.1)
+    torch.testing.assert_close(x_adv, worst_case_binary(x, y, w, 0.1), atol=1e-6, rtol=0)
+
+
+def test_robust_accuracy_matches_closed_form(linear_problem):
+    model, w, x, y = linear_problem
+    for eps in (0.0, 0.05, 0.2):
+        worst = worst_case_binary(x, y, w, eps)
+        expected = float(((worst @ w + 0.1 > 0).long() == y).float().mean())
+        assert robust_accuracy(model, x, y, eps, batch_size=16) == pytest.approx(expected)
+
+
+def test_pgd_stays_in_ball_and_box():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 5))
+    x = torch.rand(8, 3, 4, 4)
+    y = torch.randint(0, 5, (8,))
+    x_adv = pgd(model, x, y, 0.3, steps=7, restarts=3)
+    assert x_adv.shape == x.shape
+    assert float((x_adv - x).abs().max()) <= 0.3 + 1e-6
+    assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+
+
+def test_pgd_restores_training_mode_and_zero_eps_is_identity(linear_problem):
+    model, _, x, y = linear_problem
+    model.train()
+    assert torch.equal(pgd(model, x, y, 0.0), x)
+    pgd(model, x, y, 0.1)
+    assert model.training
+
+
+def test_multi_targeted_reaches_best_target_on_linear_model():
+    d, k, n = 12, 4, 32
+    model = nn.Linear(d, k)
+    x, y = torch.rand(n, d), torch.randint(0, k, (n,))
+    eps = 0.1
+    x_adv = multi_targeted(model, x, y, eps, steps=20)
+    W = model.weight.detach()
+    best = torch.full((n,), -float("inf"))
+    for t in range(k):  # closed form per target: move along sign(w_t - w_y), clipped
+        direction = torch.sign(W[t][None] - W[y])
+        candidate = (x + eps * direction).clamp(0, 1)
+        value = margin(model(candidate), y).detach()
+        best = torch.where(t != y, torch.maximum(best, value), best)
+    torch.testing.assert_close(margin(model(x_adv), y).detach(), best, atol=1e-5, rtol=0)
+
+
+def test_accuracy_curve_decreases_and_validation(linear_problem):
+    model, _, x, y = linear_problem
+    curve = robust_accuracy_curve(model, x, y, [0.0, 0.1, 0.3])
+    assert list(curve) == [0.0, 0.1, 0.3]
+    assert curve[0.0] >= curve[0.1] >= curve[0.3]
+    with pytest.raises(ValueError, match="valid attacks: pgd, multi_targeted"):
+        robust_accuracy(model, x, y, 0.1, attack="fgsm")
+    with pytest.raises(ValueError, match="eps must be"):
+        pgd(model, x, y, -0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        pgd(model, x + 2, y, 0.1)
+    with pytest.raises(ValueError, match="labels"):
+        robust_accuracy(model, x, y[:3], 0.1)

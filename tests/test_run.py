@@ -1,0 +1,68 @@
+"""Profiles and the runner refuse bad input before any work."""
+
+import pytest
+import torch
+
+from lib import REPO_ROOT
+from lib.profiles import PROFILES, get_profile, resolve, resolve_device
+from lib.run import declared_parameters, is_notebook, parse_value, plan_parameters, resolve_chapters, toc_chapters
+
+
+def test_profiles_are_typed_records():
+    assert set(PROFILES) == {"ci", "full"}
+    for profile in PROFILES.values():
+        assert profile.as_dict()["name"] == profile.name
+    assert get_profile("full").adversarial_examples.train.epochs > get_profile("ci").adversarial_examples.train.epochs
+
+
+def test_unknown_profile_device_and_seed_are_refused():
+    with pytest.raises(ValueError, match="valid profiles: ci, full"):
+        resolve("fast")
+    with pytest.raises(ValueError, match="valid devices: auto, cpu, cuda, cuda:N, mps"):
+        resolve("ci", "gpu")
+    with pytest.raises(ValueError, match="seed"):
+        resolve("ci", "cpu", seed=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_every_chapter_in_the_toc_exists_and_notebooks_declare_the_base_parameters():
+    chapters = toc_chapters()
+    assert chapters[0].name == "00_intro.md"
+    for chapter in chapters:
+        assert chapter.exists(), f"{chapter} is in _toc.yml but missing"
+        if is_notebook(chapter):
+            names = declared_parameters(chapter)
+            assert {"profile", "device", "seed"} <= set(names), chapter.name
+            assert names["profile"] == "ci" and names["device"] == "auto"
+
+
+def test_runner_validates_before_work():
+    chapters = [c for c in toc_chapters() if is_notebook(c)]
+    with pytest.raises(ValueError, match="valid profiles"):
+        plan_parameters(chapters, {}, "paper", "auto", 0)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        plan_parameters(chapters, {"epochs": 3}, "ci", "auto", 0)
+    with pytest.raises(ValueError, match="unknown chapter"):
+        resolve_chapters(["book/99_missing.md"])
+    plan = plan_parameters(chapters, {}, "ci", "cpu", 1)
+    assert all(p == {"profile": "ci", "device": "cpu", "seed": 1} for p in plan.values())
+
+
+def test_parse_value():
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("cuda") == "cuda"
+
+
+def test_progress_only_stderr_is_recognised():
+    from lib.run import is_progress_only
+
+    assert is_progress_only("epochs:  50%|#####     | 1/2 [00:07<00:07,  7.23s/it]\r   \r")
+    assert not is_progress_only("UserWarning: something real\n")
+
+
+def test_readme_commands_are_the_makefile_targets():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "make book" in readme and "make test" in readme
+    assert (REPO_ROOT / ".ci" / "run").read_text().strip().endswith("make test")
