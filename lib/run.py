@@ -51,7 +51,7 @@ def _toc_files(node: dict | list) -> list[str]:
     if isinstance(node, list):
         return [file for item in node for file in _toc_files(item)]
     own = [node["file"]] if "file" in node else []
-    return own + [file for key in ("parts", "chapters", "sections") for file in _toc_files(node.get(key, []))]
+    return own + [file for key in ("parts", "chapters", "sections") for file in _toc_files(node.get(key) or [])]
 
 
 def is_notebook(path: Path) -> bool:
@@ -120,16 +120,22 @@ def is_progress_only(text: str) -> bool:
     return all(PROGRESS_LINE.match(piece) for piece in re.split(r"[\r\n]", text))
 
 
-def strip_progress_output(path: Path) -> None:
-    """Drop stderr streams that only show progress bars: they are timings, not results.
+def tidy_executed_notebook(path: Path) -> None:
+    """Prepare an executed notebook for the book and for nbval.
 
-    Other stderr output (warnings) stays, so nbval's re-execution, run with
-    ``CLOSER_LOOK_PROGRESS=0``, still has to reproduce it.
+    * Drop stderr streams that only show progress bars: they are timings, not results.
+      Other stderr output (warnings) stays, so nbval's re-execution, run with
+      ``CLOSER_LOOK_PROGRESS=0``, still has to reproduce it.
+    * Hide papermill's injected-parameters cell in the HTML (the chapter prints the
+      profile and device it ran with), so readers see one parameters cell.
     """
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not (
                 o.output_type == "stream" and o.name == "stderr" and is_progress_only(o.text))]
@@ -147,7 +153,7 @@ def execute_chapter(source: Path, target: Path, parameters: dict[str, object]) -
                                    cwd=str(target.parent), progress_bar=sys.stderr.isatty())
     finally:
         if target.exists():
-            strip_progress_output(target)
+            tidy_executed_notebook(target)
 
 
 def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
