@@ -83,7 +83,7 @@ def _keep_best(best: torch.Tensor, best_margin: torch.Tensor, candidate: torch.T
     """In place: where the candidate has the larger margin, it replaces the best so far."""
     better = candidate_margin > best_margin
     best[better] = candidate[better]
-    best_margin[better] = candidate_margin[better]
+    best_margin[better] = candidate_margin[better].to(best_margin.dtype)
 
 
 def pgd(

@@ -62,6 +62,7 @@ class SeparationSettings:
 
     datasets: tuple[str, ...]  # datasets whose separation is computed
     l2_datasets: tuple[str, ...]  # datasets whose L2 separation is computed too
+    l2_query_size: int | None  # L2 queries per split (a subset gives an upper bound); None: all
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class TheoremSettings:
     mnist_query_size: int | None  # test points classified and certified
     attack_size: int  # test points attacked (PGD, multi-targeted)
     attack_steps: int
+    toy_attack_restarts: int  # restarts of the attacks on the 2-D toys (cheap)
     lipschitz_size: int  # points for the local Lipschitz estimate
     lipschitz_steps: int
     lipschitz_restarts: int
@@ -122,10 +124,11 @@ PROFILES: dict[str, Profile] = {
         separation=SeparationSettings(
             datasets=("mnist", "fashion_mnist", "digits", "cifar10", "svhn"),
             l2_datasets=("mnist", "digits"),
+            l2_query_size=1_000,
         ),
         theorem=TheoremSettings(
             toy_points_per_class=150, mnist_reference_size=10_000, mnist_query_size=2_000,
-            attack_size=100, attack_steps=20, lipschitz_size=100, lipschitz_steps=20,
+            attack_size=100, attack_steps=20, toy_attack_restarts=2, lipschitz_size=100, lipschitz_steps=20,
             lipschitz_restarts=2, staircase_small=40, staircase_large=3_000,
         ),
     ),
@@ -143,10 +146,11 @@ PROFILES: dict[str, Profile] = {
         separation=SeparationSettings(
             datasets=("mnist", "fashion_mnist", "digits", "cifar10", "svhn"),
             l2_datasets=("mnist", "fashion_mnist", "digits", "cifar10", "svhn"),
+            l2_query_size=None,
         ),
         theorem=TheoremSettings(
             toy_points_per_class=300, mnist_reference_size=None, mnist_query_size=None,
-            attack_size=1_000, attack_steps=100, lipschitz_size=1_000, lipschitz_steps=100,
+            attack_size=1_000, attack_steps=100, toy_attack_restarts=5, lipschitz_size=1_000, lipschitz_steps=100,
             lipschitz_restarts=5, staircase_small=40, staircase_large=30_000,
         ),
     ),

@@ -17,14 +17,14 @@ def _rescale_to_unit_square(X: np.ndarray, margin: float = 0.05) -> np.ndarray:
 
 
 def two_spirals(n_per_class: int, *, noise: float = 0.02, turns: float = 1.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two interleaved spirals (classes 0 and 1), Gaussian noise of std ``noise`` after rescaling."""
+    """Two interleaved spirals (classes 0 and 1), Gaussian noise of std ``noise`` after rescaling, clipped to [0, 1]."""
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
     rng = np.random.default_rng(seed)
     t = np.sqrt(rng.uniform(0.05, 1.0, n_per_class)) * turns * 2 * np.pi
     arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1)
     X = _rescale_to_unit_square(np.concatenate([arm, -arm]))
-    X = X + rng.normal(0.0, noise, X.shape)
+    X = np.clip(X + rng.normal(0.0, noise, X.shape), 0.0, 1.0)
     y = np.repeat(np.arange(2), n_per_class)
     return X, y
 

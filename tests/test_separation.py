@@ -1,0 +1,185 @@
+"""The exact separation engine against brute force (tiny random data, seconds each)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lib import datasets
+from lib.distances import nearest_distance_bruteforce
+from lib.separation import (
+    PAPER_TABLE1,
+    brute_force_nearest,
+    conflicting_duplicates,
+    nearest_neighbor_distance,
+    nearest_other_label_distance,
+    separation,
+)
+
+P_VALUES = (math.inf, 2.0)
+BACKENDS = ("numba", "torch")
+
+
+def _grid_data(rng: np.random.Generator, n: int, shape=(1, 4, 5), values=4, step=60) -> np.ndarray:
+    """uint8 images on a coarse grid: many ties and exact duplicates."""
+    return (rng.integers(0, values, (n, *shape)) * step).astype(np.uint8)
+
+
+def _attains(X_ref, X_query, d, index, p):
+    """The reported index attains the reported distance (ties may pick any minimiser)."""
+    ref = X_ref.reshape(len(X_ref), -1).astype(np.float64)
+    query = X_query.reshape(len(X_query), -1).astype(np.float64)
+    diff = np.abs(query - ref[index])
+    scale = 255.0 if X_ref.dtype == np.uint8 else 1.0
+    got = (diff.max(axis=1) if p == math.inf else np.sqrt((diff**2).sum(axis=1))) / scale
+    np.testing.assert_allclose(got, d, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("p", P_VALUES)
+def test_nearest_neighbor_uint8_equals_bruteforce(p, backend):
+    rng = np.random.default_rng(0)
+    X_ref, X_query = _grid_data(rng, 300), _grid_data(rng, 80)
+    d, index = nearest_neighbor_distance(X_ref, X_query, p, backend=backend)
+    expected, _ = brute_force_nearest(X_ref, None, X_query, None, p)
+    assert d.dtype == np.float64 and index.dtype == np.int64
+    np.testing.assert_array_equal(d, expected)  # bit for bit
+    _attains(X_ref, X_query, d, index, p)
+    # the float32 torch reference agrees to float32 precision
+    torch_ref, _ = nearest_distance_bruteforce(X_ref, X_query, p)
+    np.testing.assert_allclose(d, torch_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("p", P_VALUES)
+def test_nearest_neighbor_float_equals_bruteforce(p, backend):
+    rng = np.random.default_rng(1)
+    X_ref, X_query = rng.random((200, 3, 4)), rng.random((50, 12))
+    d, index = nearest_neighbor_distance(X_ref, X_query, p, backend=backend)
+    expected, expected_index = brute_force_nearest(X_ref, None, X_query, None, p)
+    if p == math.inf:
+        np.testing.assert_array_equal(d, expected)
+    else:
+        np.testing.assert_allclose(d, expected, rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(index, expected_index)  # continuous data: no ties
+
+
+def test_float_on_the_255_grid_is_read_as_integers():
+    rng = np.random.default_rng(2)
+    X_ref, X_query = _grid_data(rng, 100), _grid_data(rng, 30)
+    as_float = lambda x: x.astype(np.float32) / np.float32(255)  # noqa: E731 (ImageData.float())
+    for p in P_VALUES:
+        d_int, _ = nearest_neighbor_distance(X_ref, X_query, p)
+        d_float, _ = nearest_neighbor_distance(as_float(X_ref), as_float(X_query), p)
+        np.testing.assert_array_equal(d_int, d_float)
+    linf, _ = nearest_neighbor_distance(X_ref, X_query)
+    assert set(np.rint(linf * 255).astype(int) / 255.0) == set(linf)  # exactly k/255
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("p", P_VALUES)
+def test_other_label_with_ties_and_duplicates(p, backend):
+    rng = np.random.default_rng(3)
+    X, y = _grid_data(rng, 400, (1, 2, 3), values=3), rng.integers(0, 3, 400)
+    Xq, yq = _grid_data(rng, 60, (1, 2, 3), values=3), rng.integers(0, 3, 60)
+    for args, (bx, by, qx, qy) in (((X, y), (X, y, X, y)), ((X, y, Xq, yq), (X, y, Xq, yq))):
+        d, index = nearest_other_label_distance(*args, p=p, backend=backend, return_index=True)
+        expected, _ = brute_force_nearest(bx, by, qx, qy, p)
+        np.testing.assert_array_equal(d, expected)
+        assert np.all(by[index] != qy)
+        _attains(bx, qx, d, index, p)
+    assert (d == 0).any()  # the coarse grid does produce conflicting duplicates
+
+
+def test_numba_and_torch_agree_on_mnist_like_data():
+    rng = np.random.default_rng(4)
+    X = (rng.random((500, 1, 8, 8)) < 0.3) * rng.integers(180, 256, (500, 1, 8, 8))
+    X = X.astype(np.uint8)
+    y = rng.integers(0, 10, 500)
+    for p in P_VALUES:
+        a = nearest_other_label_distance(X, y, p=p, backend="numba")
+        b = nearest_other_label_distance(X, y, p=p, backend="torch")
+        c, _ = brute_force_nearest(X, y, X, y, p)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_torch_tensors_are_accepted():
+    rng = np.random.default_rng(5)
+    X = torch.from_numpy(_grid_data(rng, 120))
+    y = torch.from_numpy(rng.integers(0, 2, 120))
+    d_t = nearest_other_label_distance(X, y, backend="torch", device="cpu")
+    d_n = nearest_other_label_distance(X.numpy(), y.numpy())
+    np.testing.assert_array_equal(d_t, d_n)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("p", P_VALUES)
+def test_cuda_path_equals_bruteforce(p):
+    rng = np.random.default_rng(6)
+    X, y = _grid_data(rng, 300), rng.integers(0, 3, 300)
+    d = nearest_other_label_distance(torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda(), p=p)
+    expected, _ = brute_force_nearest(X, y, X, y, p)
+    np.testing.assert_array_equal(d, expected)
+
+
+def test_separation_reports_pair_and_duplicates():
+    X = np.array([[0, 0], [255, 0], [255, 0], [0, 128]], dtype=np.uint8)
+    y = np.array([0, 1, 2, 0])
+    result = separation(X, y)
+    assert result.separation == 0.0
+    assert {tuple(pair) for pair in result.duplicates} == {(1, 2), (2, 1)}
+    np.testing.assert_array_equal(conflicting_duplicates(X, y), [[1, 2]])
+    clean = separation(X[[0, 1, 3]], y[[0, 1, 3]])
+    assert clean.separation == 255 / 255.0 and len(clean.duplicates) == 0
+    assert clean.radius == 0.5 and clean.r_separated(0.5) and not clean.r_separated(0.51)
+    assert clean.query_label != clean.ref_label
+    assert len(clean.distances) == 3  # nothing dropped
+
+
+def test_levels_argument_reads_digits_scale():
+    X = np.array([[0], [16], [4]], dtype=np.uint8)
+    y = np.array([0, 1, 1])
+    d = nearest_other_label_distance(X, y, levels=16)
+    np.testing.assert_array_equal(d, [4 / 16, 16 / 16, 4 / 16])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: nearest_other_label_distance(np.zeros((3, 2)), np.array([0, 1])), "lengths must match"),
+        (lambda: nearest_other_label_distance(np.array([[0.1], [np.nan]]), np.array([0, 1])), "NaN"),
+        (lambda: nearest_other_label_distance(np.array([[0.1], [1.5]]), np.array([0, 1])), "outside"),
+        (lambda: nearest_other_label_distance(np.array([[-0.1], [0.5]]), np.array([0, 1])), "outside"),
+        (lambda: nearest_other_label_distance(np.zeros((3, 2)), np.zeros(3, int)), "single class"),
+        (lambda: nearest_other_label_distance(np.zeros((0, 2)), np.zeros(0, int)), "empty"),
+        (lambda: nearest_other_label_distance(np.zeros((2, 2)), np.array([0, 1]), p=1), "unknown norm"),
+        (lambda: nearest_other_label_distance(np.zeros((2, 2)), np.array([0, 1]), p="l2"), "unknown norm"),
+        (lambda: nearest_neighbor_distance(np.zeros((2, 2)), np.zeros((2, 3))), "dimension"),
+        (lambda: nearest_neighbor_distance(np.zeros((2, 2), dtype=np.int32), np.zeros((2, 2))), "integer dtype"),
+        (lambda: nearest_other_label_distance(np.zeros((2, 2)), np.array([0, 1]), np.zeros((2, 2))), "y_query"),
+        (lambda: nearest_neighbor_distance(np.zeros((2, 2)), np.zeros((2, 2)), backend="gpu"), "backend"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_paper_table_is_reference_data():
+    assert PAPER_TABLE1["mnist"] == {"eps": 0.1, "train_train": 0.737, "test_train": 0.812}
+
+
+@pytest.mark.skipif(not datasets.available("mnist"), reason="MNIST is not on this machine (python -m lib.datasets fetch mnist)")
+def test_mnist_separation_is_exactly_the_papers():
+    train, test = datasets.load("mnist", "train"), datasets.load("mnist", "test")
+    tt = separation(train.images, train.labels)
+    te = separation(train.images, train.labels, test.images, test.labels)
+    assert tt.separation == 188 / 255.0
+    assert te.separation == 207 / 255.0
+    assert round(tt.separation, 3) == PAPER_TABLE1["mnist"]["train_train"]
+    assert round(te.separation, 3) == PAPER_TABLE1["mnist"]["test_train"]
+    assert {tt.query_label, tt.ref_label} == {1, 7}
