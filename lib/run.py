@@ -1,6 +1,6 @@
 """Execute the book's chapters with papermill and build the HTML with Jupyter Book.
 
-    python -m lib.run execute [--profile ci] [--device auto] [--seed 0] [-p NAME VALUE ...] [CHAPTER ...]
+    python -m lib.run execute [--profile ci] [--device auto] [--seed 0] [--force] [-p NAME VALUE ...] [CHAPTER ...]
     python -m lib.run build   [--profile ci]
 
 ``execute`` runs each chapter (its jupytext ``.md`` source, in ``_toc.yml`` order unless
@@ -156,9 +156,28 @@ def execute_chapter(source: Path, target: Path, parameters: dict[str, object]) -
             tidy_executed_notebook(target)
 
 
+def newest_library_change() -> float:
+    """Modification time of the most recently changed file of ``lib``."""
+    return max(path.stat().st_mtime for path in (REPO_ROOT / "lib").rglob("*.py"))
+
+
+def is_up_to_date(source: Path, target: Path, parameters: dict[str, object]) -> bool:
+    """Whether ``target`` was executed, without error, from this source, library and parameters."""
+    import nbformat
+
+    if not target.exists() or target.stat().st_mtime < max(source.stat().st_mtime, newest_library_change()):
+        return False
+    record = nbformat.read(target, as_version=4).metadata.get("papermill", {})
+    return record.get("parameters") == parameters and not record.get("exception")
+
+
 def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
-            extra: dict[str, object]) -> list[str]:
-    """Execute ``chapters`` into the staging tree; returns the names of chapters that failed."""
+            extra: dict[str, object], force: bool = False) -> list[str]:
+    """Execute ``chapters`` into the staging tree; returns the names of chapters that failed.
+
+    A chapter whose executed notebook is newer than its source and the library, ran with
+    the same parameters and raised nothing is kept as it is, unless ``force``.
+    """
     plan = plan_parameters(chapters, extra, profile, device, seed)
     site = site_dir(profile)
     stage_static(site)
@@ -169,10 +188,14 @@ def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
             (site / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, site / relative)
             continue
+        target = site / relative.with_suffix(".ipynb")
+        if not force and is_up_to_date(source, target, plan[source]):
+            print(f"[{profile}] {relative}: up to date", flush=True)
+            continue
         started = time.perf_counter()
         print(f"[{profile}] executing {relative} ...", flush=True)
         try:
-            execute_chapter(source, site / relative.with_suffix(".ipynb"), plan[source])
+            execute_chapter(source, target, plan[source])
             print(f"[{profile}] {relative}: done in {time.perf_counter() - started:.0f} s", flush=True)
         except Exception as error:  # papermill keeps the partly executed notebook for inspection
             failures.append(str(relative))
@@ -219,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                              help=f"one of: {', '.join(PROFILES)} (default ci)")
     run.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda, cuda:N or mps")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--force", action="store_true", help="execute even chapters that are up to date")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
@@ -227,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         extra = {name: parse_value(value) for name, value in args.parameter}
         failures = execute(resolve_chapters(args.chapters), profile=args.profile, device=args.device,
-                           seed=args.seed, extra=extra)
+                           seed=args.seed, extra=extra, force=args.force)
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"error: {error}\n")
     except subprocess.CalledProcessError as error:
