@@ -56,10 +56,17 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"artifact configs must be JSON-like (dict, dataclass, list, number, str); got {type(value).__name__}")
 
 
+# Modules that only present or orchestrate results: editing them does not invalidate artifacts.
+PRESENTATION_ONLY = ("run.py", "plots/")
+
+
 def library_fingerprint() -> str:
-    """SHA-256 of every source file of ``lib``: a result is only reused by the code that made it."""
+    """SHA-256 of the computing source files of ``lib``: a result is only reused by the code that made it."""
     digest = hashlib.sha256()
-    for path in sorted(Path(lib.__file__).parent.rglob("*.py")):
+    package = Path(lib.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).as_posix().startswith(PRESENTATION_ONLY):
+            continue
         digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

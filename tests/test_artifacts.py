@@ -40,3 +40,21 @@ def test_bad_names_and_configs_are_refused():
         artifacts.artifact_path("a/b", {})
     with pytest.raises(TypeError, match="JSON-like"):
         artifacts.artifact_key("x", {"f": object()})
+
+
+def test_fingerprint_ignores_presentation_modules(monkeypatch):
+    from pathlib import Path
+
+    import lib
+
+    seen = []
+    original = Path.read_bytes
+
+    def spy(self):
+        seen.append(self.relative_to(Path(lib.__file__).parent).as_posix())
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", spy)
+    artifacts.library_fingerprint()
+    assert "attacks.py" in seen and "run.py" not in seen
+    assert not any(name.startswith("plots/") for name in seen)
