@@ -50,6 +50,7 @@ import numpy as np
 try:  # numba is a hard requirement of the project, but keep import errors readable.
     import numba
     from numba import njit, prange
+    from numba.cpython.unsafe.numbers import trailing_zeros
 except ImportError as error:  # pragma: no cover
     raise ImportError("lib.separation needs numba (pip install numba)") from error
 
@@ -323,11 +324,13 @@ def _threshold_words(Q, q, W, D, tt, out):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, fastmath=False)
-def _linf_bits_kernel(Q, QL, R, RL, ZR, HR, tvals, tindex, tiles, best, arg):  # pragma: no cover
+def _linf_bits_kernel(Q, QL, R, cols, RL, ZR, HR, tvals, tindex, tiles, best, arg):  # pragma: no cover
     """Integer L-infinity search with a bitset filter (exact).
 
-    For the first ``64*W`` coordinates (largest variance first) ZR[w, r] has bit j set when
-    r_j == 0 and HR[k, w, r] when r_j >= tvals[k]. If some coordinate has q_j >= t and
+    Q (M, D) is in the working coordinate order (largest variance first). R (N, D) is either
+    in the same order (``cols`` empty) or in its original order with ``R[r, cols[j]]`` the
+    working coordinate j. For the first ``64*W`` working coordinates ZR[w, r] has bit j set
+    when r_j == 0 and HR[k, w, r] when r_j >= tvals[k]. If some coordinate has q_j >= t and
     r_j == 0 (or q_j == 0 and r_j >= t) then ||q - r||_inf >= t. With t = the smallest stored
     threshold >= the best distance so far (``tindex[b]``, -1 when there is none), such a
     reference cannot improve the result and is skipped after one or a few word operations;
@@ -336,6 +339,7 @@ def _linf_bits_kernel(Q, QL, R, RL, ZR, HR, tvals, tindex, tiles, best, arg):  #
     M, D = Q.shape
     W = ZR.shape[0]
     N = R.shape[0]
+    direct = cols.shape[0] == 0
     sentinel = tindex.shape[0] - 1  # levels + 1: no candidate yet
     for t in prange(tiles.shape[0]):
         i0, i1 = tiles[t, 0], tiles[t, 1]
@@ -344,7 +348,8 @@ def _linf_bits_kernel(Q, QL, R, RL, ZR, HR, tvals, tindex, tiles, best, arg):  #
         at = np.full(nt, -1, dtype=np.int64)
         zq = np.zeros((nt, W), dtype=np.uint64)
         hq = np.zeros((nt, W), dtype=np.uint64)
-        flags = np.empty(CHUNK, dtype=np.bool_)
+        flags = np.zeros(CHUNK, dtype=np.uint8)
+        flags8 = flags.view(np.uint64)
         for k in range(nt):
             for w in range(W):
                 word = np.uint64(0)
@@ -368,68 +373,151 @@ def _linf_bits_kernel(Q, QL, R, RL, ZR, HR, tvals, tindex, tiles, best, arg):  #
                 active = h0 != 0 or z0 != 0
                 for r in range(c0, c1):  # vectorisable first-word test
                     flags[r - c0] = ((h0 & ZR[0, r]) | (z0 & HR[level, 0, r])) == 0
-                for r in range(c0, c1):
-                    if not flags[r - c0]:
+                for r in range(c1, c0 + CHUNK):
+                    flags[r - c0] = 0
+                for g in range(0, c1 - c0, 8):  # skip 8 rejected references at a time
+                    if flags8[g // 8] == 0:
                         continue
-                    if (h0 & ZR[0, r]) | (z0 & HR[level, 0, r]):
-                        continue  # b dropped during this chunk: the test got stronger
-                    if RL[r] == label:
-                        continue
-                    pruned = False
-                    if active:
-                        for w in range(1, W):
-                            if (hq[k, w] & ZR[w, r]) | (zq[k, w] & HR[level, w, r]):
-                                pruned = True
-                                break
-                    if pruned:
-                        continue
-                    m = 0
-                    j = 0
-                    while j < D:
-                        stop = min(j + 16, D)
-                        for jj in range(j, stop):
-                            d = _absdiff(R[r, jj], Q[q, jj])
-                            if d > m:
-                                m = d
-                        if m >= b:
-                            break
-                        j = stop
-                    if m < b:
-                        b = m
-                        at[k] = r
-                        level = tindex[b]
-                        if level >= 0:
-                            _threshold_words(Q, q, W, D, tvals[level], hq[k])
-                            h0, z0 = hq[k, 0], zq[k, 0]
+                    for r in range(c0 + g, min(c0 + g + 8, c1)):
+                        if not flags[r - c0]:
+                            continue
+                        if (h0 & ZR[0, r]) | (z0 & HR[level, 0, r]):
+                            continue  # b dropped during this chunk: the test got stronger
+                        if RL[r] == label:
+                            continue
+                        pruned = False
+                        if active:
+                            for w in range(1, W):
+                                if (hq[k, w] & ZR[w, r]) | (zq[k, w] & HR[level, w, r]):
+                                    pruned = True
+                                    break
+                        if pruned:
+                            continue
+                        m = 0
+                        j = 0
+                        if direct:
+                            while j < D:
+                                stop = min(j + 16, D)
+                                for jj in range(j, stop):
+                                    d = _absdiff(R[r, jj], Q[q, jj])
+                                    if d > m:
+                                        m = d
+                                if m >= b:
+                                    break
+                                j = stop
                         else:
-                            level, h0, z0 = 0, np.uint64(0), np.uint64(0)
-                        active = h0 != 0 or z0 != 0
+                            while j < D:
+                                stop = min(j + 16, D)
+                                for jj in range(j, stop):
+                                    d = _absdiff(R[r, cols[jj]], Q[q, jj])
+                                    if d > m:
+                                        m = d
+                                if m >= b:
+                                    break
+                                j = stop
+                        if m < b:
+                            b = m
+                            at[k] = r
+                            level = tindex[b]
+                            if level >= 0:
+                                _threshold_words(Q, q, W, D, tvals[level], hq[k])
+                                h0, z0 = hq[k, 0], zq[k, 0]
+                            else:
+                                level, h0, z0 = 0, np.uint64(0), np.uint64(0)
+                            active = h0 != 0 or z0 != 0
                 bt[k] = b
         for k in range(nt):
             best[i0 + k] = bt[k]
             arg[i0 + k] = at[k]
 
 
+BITSET_BLOCK = 64  # reference points per parallel task of the bitset builder
+
+
+@njit(parallel=True, cache=True)
+def _bitsets_kernel(R, head, slot, T, W):  # pragma: no cover - compiled
+    """ZR (W, N): bit j set where R[r, head[64w + j]] == 0; HR (T, W, N): bit j set where that
+    value is >= the k-th threshold. ``slot[v]`` is 1 + the largest k whose threshold is <= v
+    (0: none, and for v == 0). ``head`` holds the used coordinates (at most 64 W). One pass over
+    the reference set: each value marks only its own slot, then a suffix OR over k fills every
+    lower threshold."""
+    N = R.shape[0]
+    used = head.shape[0]
+    ZR = np.empty((W, N), dtype=np.uint64)
+    HR = np.empty((T, W, N), dtype=np.uint64)
+    blocks = (N + BITSET_BLOCK - 1) // BITSET_BLOCK
+    for blk in prange(blocks):
+        r0 = blk * BITSET_BLOCK
+        r1 = min(r0 + BITSET_BLOCK, N)
+        loc = np.zeros(T + 1, dtype=np.uint64)
+        buf = np.empty((T, BITSET_BLOCK), dtype=np.uint64)
+        for w in range(W):
+            nbits = min(64, used - 64 * w)
+            base = 64 * w
+            for r in range(r0, r1):
+                row = R[r]
+                z = np.uint64(0)
+                for bit in range(nbits):  # branch-free zero mask
+                    z |= np.uint64(row[head[base + bit]] == 0) << np.uint64(bit)
+                ZR[w, r] = z
+                for k in range(T + 1):
+                    loc[k] = 0
+                nonzero = ~z if nbits == 64 else ~z & ((np.uint64(1) << np.uint64(nbits)) - np.uint64(1))
+                while nonzero:
+                    bit = trailing_zeros(nonzero)
+                    nonzero &= nonzero - np.uint64(1)
+                    loc[slot[row[head[base + bit]]]] |= np.uint64(1) << np.uint64(bit)
+                acc = np.uint64(0)
+                for k in range(T, 0, -1):
+                    acc |= loc[k]
+                    buf[k - 1, r - r0] = acc
+            for k in range(T):
+                dst = HR[k, w]
+                for r in range(r0, r1):
+                    dst[r] = buf[k, r - r0]
+    return ZR, HR
+
+
+@njit(parallel=True, cache=True)
+def _gather_columns(src, rows, cols, out):  # pragma: no cover - compiled
+    """out[i, j] = src[rows[i], cols[j]], converted to out's dtype."""
+    for i in prange(rows.shape[0]):
+        row = src[rows[i]]
+        dst = out[i]
+        for j in range(cols.shape[0]):
+            dst[j] = row[cols[j]]
+
+
+@njit(cache=True)
+def _column_variance(data, step):  # pragma: no cover - compiled
+    """Per-column variance (up to a positive factor) of rows 0, step, 2*step, ... (exact integers)."""
+    n, d = data.shape
+    s1 = np.zeros(d, dtype=np.float64)
+    s2 = np.zeros(d, dtype=np.float64)
+    count = 0
+    for i in range(0, n, step):
+        count += 1
+        for j in range(d):
+            v = np.float64(data[i, j])
+            s1[j] += v
+            s2[j] += v * v
+    return s2 * count - s1 * s1
+
+
 BIT_WORDS = 8  # at most this many 64-bit words of bitset filter (the 512 most variable coordinates)
 BIT_BUDGET = 1 << 28  # bytes of threshold bitsets at most
+SAMPLE = 256  # queries in the pass that chooses the thresholds
+REORDER_MIN = 4096  # from this many queries: reference set copied in the working order, exact sample pass
+ESTIMATE_REFS = 8192  # few queries: the sample pass uses about this many (evenly spaced) reference points
 
 
-def _bitsets(data: np.ndarray, words: int, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ZR (W, N): bit j set where x_j == 0; HR (T, W, N): bit j set where x_j >= thresholds[T]."""
-    n, d = data.shape
-    used = min(d, 64 * words)
-    head = np.full((n, 64 * words), -1, dtype=np.int16)  # padding: never zero, never above
-    head[:, :used] = data[:, :used]
-
-    def pack(mask: np.ndarray) -> np.ndarray:  # (n, 64W) bool -> (W, n) uint64, bit j = coordinate j
-        packed = np.packbits(mask, axis=1, bitorder="little")  # (n, 8W) uint8
-        return np.ascontiguousarray(packed.view(np.dtype("<u8")).astype(np.uint64).T)
-
-    zr = pack(head == 0)
-    hr = np.empty((len(thresholds), words, n), dtype=np.uint64)
-    for k, t in enumerate(thresholds):
-        hr[k] = pack(head >= t)
-    return zr, hr
+def _bitsets(ref: np.ndarray, head: np.ndarray, words: int, thresholds: np.ndarray,
+             levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """ZR (W, N) and HR (T, W, N) of ``_bitsets_kernel`` for the coordinates ``head`` of ``ref``
+    (values 0..levels; ``thresholds`` sorted, in 1..levels)."""
+    slot = np.searchsorted(thresholds, np.arange(levels + 1), side="right").astype(np.int64)
+    head = np.ascontiguousarray(head[:64 * words], dtype=np.int64)
+    return _bitsets_kernel(ref, head, slot, len(thresholds), words)
 
 
 def _threshold_table(thresholds: np.ndarray, levels: int) -> np.ndarray:
@@ -440,39 +528,62 @@ def _threshold_table(thresholds: np.ndarray, levels: int) -> np.ndarray:
 
 
 def _linf_bits_search(query: np.ndarray, query_labels: np.ndarray, ref: np.ndarray, ref_labels: np.ndarray,
-                      levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer L-infinity search (queries sorted by label), int16 inputs, coordinates reordered.
+                      levels: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer L-infinity search. ``query`` (sorted by label) is in the working coordinate order
+    ``order``; ``ref`` in its original order (copied into the working order for many queries,
+    read through the column map otherwise).
 
-    A small evenly spaced sample of queries, solved with coarse thresholds, tells which
-    thresholds matter; the main pass stores every threshold from just below the sample's
-    2 % quantile up to ``levels`` (coarser below), with as many words as the memory budget allows.
+    The filter needs every threshold near the final distances (a coarse grid is much weaker), but
+    the bitsets cost T * W * N words, so a sample pass with one word and thresholds levels/2..levels
+    tells where the distances lie; the main pass stores every threshold from just below the sample's
+    low quantile up to ``levels``. Many queries: the sample (256 queries) is solved exactly against the
+    whole reference set and the main pass gets as many words as the memory budget allows. Few
+    queries: the sample is solved against ~8k evenly spaced reference points (upper bounds, hence a
+    lower quantile and a margin) and fewer words are built, as the setup then dominates. Thresholds
+    only affect speed: a best below the lowest threshold is tested at that threshold (sound, weaker).
     """
-    m = len(query)
+    m, n = len(query), len(ref)
+    many = m >= REORDER_MIN
+    if many:
+        R = np.empty(ref.shape, dtype=ref.dtype)
+        _gather_columns(ref, np.arange(n, dtype=np.int64), order, R)
+        cols, head = np.empty(0, dtype=np.int64), np.arange(ref.shape[1], dtype=np.int64)
+    else:
+        R, cols, head = ref, order, order
 
-    def run(index: np.ndarray, words: int, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        thresholds = np.asarray(sorted(set(int(t) for t in thresholds if 1 <= t <= levels)), dtype=np.int64)
-        zr, hr = _bitsets(ref, words, thresholds)
-        sub_labels = np.ascontiguousarray(query_labels[index])
+    def run(sub_query: np.ndarray, sub_labels: np.ndarray, R: np.ndarray, R_labels: np.ndarray, words: int,
+            thresholds: np.ndarray) -> np.ndarray:
+        thresholds = np.arange(max(1, thresholds[0]), min(levels, thresholds[-1]) + 1, dtype=np.int64)
+        zr, hr = _bitsets(R, head, words, thresholds, levels)
         tiles = _tiles(sub_labels, TILE)
-        best = np.empty(len(index), dtype=np.int64)
-        arg = np.empty(len(index), dtype=np.int64)
-        sub_query = query if len(index) == m else np.ascontiguousarray(query[index])
-        _linf_bits_kernel(sub_query, sub_labels, ref, ref_labels, zr, hr, thresholds,
+        best = np.empty(len(sub_query), dtype=np.int64)
+        arg = np.empty(len(sub_query), dtype=np.int64)
+        _linf_bits_kernel(sub_query, sub_labels, R, cols, R_labels, zr, hr, thresholds,
                           _threshold_table(thresholds, levels), tiles, best, arg)
         return best, arg
 
     max_words = min(BIT_WORDS, -(-ref.shape[1] // 64))
     sample_thresholds = np.arange(levels // 2 + 1, levels + 1)
-    if m <= 256:
-        return run(np.arange(m), 1, sample_thresholds)
-    sample = np.unique(np.linspace(0, m - 1, 256).astype(np.int64))
-    sample_best, _ = run(sample, 1, sample_thresholds)
-    low = int(max(1, min(levels, np.quantile(sample_best, 0.02) - 2)))
-    thresholds = np.arange(low, levels + 1)  # a best below low is tested at low (sound, weaker)
-    words = max_words
-    while words > 1 and len(thresholds) * words * len(ref) * 8 > BIT_BUDGET:
+    if many:
+        sample = np.unique(np.linspace(0, m - 1, SAMPLE).astype(np.int64))
+        sample_best, _ = run(np.ascontiguousarray(query[sample]), np.ascontiguousarray(query_labels[sample]),
+                             R, ref_labels, 1, sample_thresholds)
+        low = np.quantile(sample_best, 0.02) - 2
+        words = max_words
+    else:
+        sample = np.unique(np.linspace(0, m - 1, min(m, SAMPLE)).astype(np.int64))
+        rows = np.arange(0, n, max(1, n // ESTIMATE_REFS), dtype=np.int64)
+        sub_ref = ref[rows]
+        sample_best, _ = run(np.ascontiguousarray(query[sample]), np.ascontiguousarray(query_labels[sample]),
+                             sub_ref, np.ascontiguousarray(ref_labels[rows]), 1, sample_thresholds)
+        found = sample_best[sample_best <= levels]  # queries with a candidate among the sampled points
+        low = np.quantile(found, 0.01) - 4 if len(found) else levels // 2 + 1
+        words = min(max_words, 2 if m < 512 else 4)
+    low = int(max(1, min(levels, low)))
+    thresholds = np.arange(low, levels + 1)
+    while words > 1 and len(thresholds) * words * n * 8 > BIT_BUDGET:
         words -= 1
-    return run(np.arange(m), words, thresholds)
+    return run(query, query_labels, R, ref_labels, words, thresholds)
 
 
 def _tiles(sorted_labels: np.ndarray, size: int) -> np.ndarray:
@@ -491,7 +602,7 @@ def _numba_search(ref: np.ndarray, ref_labels: np.ndarray, query: np.ndarray, qu
     # Coordinates of largest variance first (estimated on <= 8192 points; any order is exact):
     # partial distances grow fastest there, so pruning and early exits happen early.
     step = max(1, len(ref) // 8192)
-    order = np.argsort(-ref[::step].astype(np.float32).var(axis=0), kind="stable")
+    order = np.argsort(-_column_variance(ref, step), kind="stable").astype(np.int64)
     q_order = np.argsort(query_labels, kind="stable")  # tiles of same-label queries
     labels_sorted = np.ascontiguousarray(query_labels[q_order])
     m = len(query)
@@ -499,11 +610,13 @@ def _numba_search(ref: np.ndarray, ref_labels: np.ndarray, query: np.ndarray, qu
         work = np.int16 if levels <= 255 and p == math.inf else np.int64  # signed: no wrap-around
     else:
         work = np.float64
-    ref_w = np.ascontiguousarray(ref[:, order], dtype=work)
-    query_sorted = np.ascontiguousarray(query[q_order][:, order], dtype=work)
+    query_sorted = np.empty((m, query.shape[1]), dtype=work)
+    _gather_columns(query, q_order.astype(np.int64), order, query_sorted)
     if p == math.inf and integer and levels <= 255:
-        best, arg = _linf_bits_search(query_sorted, labels_sorted, ref_w, ref_labels, levels)
+        best, arg = _linf_bits_search(query_sorted, labels_sorted, ref, ref_labels, levels, order)
     else:
+        ref_w = np.empty(ref.shape, dtype=work)
+        _gather_columns(ref, np.arange(len(ref), dtype=np.int64), order, ref_w)
         ref_head = np.ascontiguousarray(ref_w[:, :min(HEAD, ref_w.shape[1])].T)
         tiles = _tiles(labels_sorted, TILE)
         arg = np.empty(m, dtype=np.int64)

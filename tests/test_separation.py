@@ -183,3 +183,40 @@ def test_mnist_separation_is_exactly_the_papers():
     assert round(tt.separation, 3) == PAPER_TABLE1["mnist"]["train_train"]
     assert round(te.separation, 3) == PAPER_TABLE1["mnist"]["test_train"]
     assert {tt.query_label, tt.ref_label} == {1, 7}
+
+
+@pytest.mark.parametrize("reorder_min", [1, 10**9])  # reference copied in working order / read via column map
+@pytest.mark.parametrize("n_query", [5, 300, 700])  # no sample, sampled estimate, more words
+def test_integer_linf_bitset_paths_equal_bruteforce(monkeypatch, reorder_min, n_query):
+    import lib.separation as sep
+
+    monkeypatch.setattr(sep, "REORDER_MIN", reorder_min)
+    monkeypatch.setattr(sep, "ESTIMATE_REFS", 50)  # the sampled estimate uses a strided subset
+    rng = np.random.default_rng(7)
+    shape = (1, 10, 15)  # 150 coordinates: three words, the last one padded
+    X = ((rng.random((900, *shape)) < 0.3) * rng.integers(150, 256, (900, *shape))).astype(np.uint8)
+    y = rng.integers(0, 4, 900)
+    Xq = ((rng.random((n_query, *shape)) < 0.3) * rng.integers(150, 256, (n_query, *shape))).astype(np.uint8)
+    yq = rng.integers(0, 4, n_query)
+    d, index = nearest_other_label_distance(X, y, Xq, yq, return_index=True)
+    expected, expected_index = brute_force_nearest(X, y, Xq, yq)
+    np.testing.assert_array_equal(d, expected)
+    np.testing.assert_array_equal(index, expected_index)  # ties: smallest reference index
+
+
+def test_bitsets_match_numpy_definition():
+    import lib.separation as sep
+
+    rng = np.random.default_rng(8)
+    X = ((rng.random((300, 150)) < 0.4) * rng.integers(0, 256, (300, 150))).astype(np.uint8)
+    order = rng.permutation(150).astype(np.int64)
+    thresholds = np.arange(100, 256)
+    for words in (1, 3):
+        zr, hr = sep._bitsets(X, order, words, thresholds, 255)
+        head = X[:, order[:64 * words]].astype(np.int64)  # working order, -1 padding as before
+        pad = 64 * words - head.shape[1]
+        head = np.pad(head, ((0, 0), (0, pad)), constant_values=-1)
+        pack = lambda mask: np.ascontiguousarray(np.packbits(mask, axis=1, bitorder="little")).view("<u8").T  # noqa: E731
+        np.testing.assert_array_equal(zr, pack(head == 0))
+        for k, t in enumerate(thresholds):
+            np.testing.assert_array_equal(hr[k], pack(head >= t))
