@@ -17,6 +17,16 @@ MATHJAX := .cache/mathjax/es5/tex-chtml.js
 SOURCES := $(wildcard book/*.md) $(shell find lib -name '*.py') _toc.yml _config.yml references.bib $(wildcard _static/*)
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
+# Refuse a bad PROFILE or DEVICE at once, before anything is installed or computed.
+# (The names must match lib/profiles.py; tests/test_run.py checks that they do.)
+PROFILES := ci full
+ifeq ($(filter $(PROFILE),$(PROFILES)),)
+$(error unknown PROFILE '$(PROFILE)'; valid profiles: $(PROFILES))
+endif
+ifeq ($(shell echo '$(DEVICE)' | grep -Ex 'auto|cpu|cuda|cuda:[0-9]+|mps'),)
+$(error unknown DEVICE '$(DEVICE)'; valid devices: auto, cpu, cuda, cuda:N, mps)
+endif
+
 .PHONY: book test env data execute html clean
 .DEFAULT_GOAL := book
 

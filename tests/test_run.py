@@ -66,3 +66,11 @@ def test_readme_commands_are_the_makefile_targets():
     readme = (REPO_ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
     assert (REPO_ROOT / ".ci" / "run").read_text().strip().endswith("make test")
+
+
+def test_makefile_knows_the_same_profiles():
+    import re
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    names = re.search(r"^PROFILES := (.*)$", makefile, re.MULTILINE).group(1).split()
+    assert sorted(names) == sorted(PROFILES)
