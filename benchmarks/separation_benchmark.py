@@ -61,7 +61,7 @@ def sklearn_method(ref: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 
 def torch_bruteforce(ref: np.ndarray, query: np.ndarray) -> np.ndarray:
-    return nearest_distance_bruteforce(ref, query, math.inf)[0]
+    return nearest_distance_bruteforce(ref, query, math.inf, dtype=torch.float32)[0]
 
 
 def main() -> None:

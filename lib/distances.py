@@ -21,15 +21,16 @@ def check_p(p: float) -> float:
     return float(p)
 
 
-def as_float_tensor(x: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """Flatten images to (N, D) float32 on the [0, 1] scale (uint8 is read as x/255)."""
-    tensor = torch.as_tensor(x)
+def as_points(x: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float64,
+              device: torch.device | str | None = None) -> torch.Tensor:
+    """(N, ...) -> (N, D) points in ``dtype``: uint8 is read as x/255, floats are kept as they are."""
+    tensor = torch.as_tensor(x).detach()
+    tensor = tensor.to(device) if device is not None else tensor
     if tensor.dtype == torch.uint8:
-        tensor = tensor.float() / 255.0
-    elif not tensor.is_floating_point():
-        raise ValueError(f"images must be uint8 (read as x/255) or float in [0, 1], got dtype {tensor.dtype}")
-    tensor = tensor.to(device=device) if device is not None else tensor
-    return tensor.reshape(tensor.shape[0], -1).float() if tensor.ndim != 1 else tensor.reshape(1, -1).float()
+        return (tensor.to(torch.float64) / 255.0).reshape(len(tensor), -1).to(dtype)
+    if not tensor.is_floating_point():
+        raise ValueError(f"points must be uint8 (read as x/255) or float, got dtype {tensor.dtype}")
+    return tensor.reshape(len(tensor), -1).to(dtype)
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor, p: float = math.inf) -> torch.Tensor:
@@ -47,14 +48,16 @@ def nearest_distance_bruteforce(
     X_query: np.ndarray | torch.Tensor,
     p: float = math.inf,
     *,
-    chunk: int = 256,
+    dtype: torch.dtype = torch.float64,
+    chunk: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query, the distance to its nearest reference point and that point's index.
 
-    O(n·m·d): a slow, obviously-correct reference for tests and small sets.
+    O(n·m·d) in ``dtype`` (float64 by default: exact up to rounding; float32 is the naive
+    baseline of the benchmarks): a slow, obviously correct reference for any p >= 1.
     """
-    ref, query = as_float_tensor(X_ref), as_float_tensor(X_query)
-    best = torch.empty(len(query))
+    ref, query = as_points(X_ref, dtype), as_points(X_query, dtype)
+    best = torch.empty(len(query), dtype=dtype)
     index = torch.empty(len(query), dtype=torch.long)
     for start in range(0, len(query), chunk):
         block = pairwise_distances(query[start:start + chunk], ref, p)

@@ -54,6 +54,9 @@ try:  # numba is a hard requirement of the project, but keep import errors reada
 except ImportError as error:  # pragma: no cover
     raise ImportError("lib.separation needs numba (pip install numba)") from error
 
+from lib.datasets import PAPER_EPS
+from lib.distances import check_p
+
 # --------------------------------------------------------------------------- reference data
 
 PAPER_TABLE1: dict[str, dict[str, float]] = {
@@ -85,12 +88,14 @@ class _Prepared:
 
 
 def _check_p(p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+    """The engine's norms: a valid norm order (``lib.distances.check_p``) that is inf or 2."""
+    try:
+        order = check_p(float(p) if isinstance(p, (np.integer, np.floating)) else p)
+    except ValueError:
+        order = None
+    if order not in (math.inf, 2.0):
         raise ValueError(f"unknown norm p={p!r}; accepted: float('inf') or 2")
-    p = float(p)
-    if p != math.inf and p != 2.0:
-        raise ValueError(f"unknown norm p={p!r}; accepted: float('inf') or 2")
-    return p
+    return order
 
 
 def _to_numpy(x: Any, what: str) -> np.ndarray:
@@ -911,7 +916,7 @@ def brute_force_nearest(X_ref: Any, y_ref: Any | None, X_query: Any, y_query: An
 # --------------------------------------------------------------------------- datasets (Table 1)
 
 TABLE_EPS: dict[str, float | None] = {
-    "mnist": 0.1, "cifar10": 0.031, "svhn": 0.031,  # the paper's budgets (lib.datasets.PAPER_EPS)
+    **{name.value: eps for name, eps in PAPER_EPS.items()},  # the paper's budgets
     "fashion_mnist": 0.1,  # not in the paper: the MNIST budget, the usual choice for Fashion-MNIST
     "digits": None,  # not in the paper, no standard budget: left blank
 }

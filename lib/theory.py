@@ -35,20 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.distances import check_p
+from lib.distances import as_points, check_p, nearest_distance_bruteforce, pairwise_distances
 from lib.separation import nearest_neighbor_distance, nearest_other_label_distance
 
 FAST_NORMS = (math.inf, 2.0)  # norms the exact engine of lib.separation supports
-
-
-def _points_tensor(X: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(N, ...) -> (N, D) in ``dtype`` on the CPU; uint8 read as x/255, floats kept as they are."""
-    tensor = torch.as_tensor(X).detach().cpu()
-    if tensor.dtype == torch.uint8:
-        return (tensor.to(torch.float64) / 255.0).reshape(len(tensor), -1).to(dtype)
-    if not tensor.is_floating_point():
-        raise ValueError(f"points must be uint8 (read as x/255) or float, got dtype {tensor.dtype}")
-    return tensor.reshape(len(tensor), -1).to(dtype)
 
 
 def _in_unit_box(X) -> bool:
@@ -65,14 +55,7 @@ def _nearest_neighbor_distance(X_ref, X_query, p: float) -> tuple[np.ndarray, np
     """
     if p in FAST_NORMS and _in_unit_box(X_ref) and _in_unit_box(X_query):
         return nearest_neighbor_distance(X_ref, X_query, p=p)
-    ref, query = _points_tensor(X_ref, torch.float64), _points_tensor(X_query, torch.float64)
-    dist = np.empty(len(query))
-    index = np.empty(len(query), dtype=np.int64)
-    for start in range(0, len(query), 1024):
-        block = torch.cdist(query[start:start + 1024], ref, p=p, compute_mode="donot_use_mm_for_euclid_dist")
-        value, where = block.min(dim=1)
-        dist[start:start + 1024], index[start:start + 1024] = value.numpy(), where.numpy()
-    return dist, index
+    return nearest_distance_bruteforce(X_ref, X_query, p)
 
 
 Ball = Literal["closed", "open"]
@@ -258,7 +241,7 @@ class SetDistanceModule(nn.Module):
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         order = np.argsort(labels, kind="stable")
-        reference = _points_tensor(X_ref, dtype)[torch.from_numpy(order)]
+        reference = as_points(X_ref, dtype, "cpu")[torch.from_numpy(order)]
         self.register_buffer("reference", reference.contiguous())
         self.register_buffer("labels", torch.from_numpy(labels[order]))
         self.bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))]).tolist()
@@ -274,8 +257,7 @@ class SetDistanceModule(nn.Module):
                 best = torch.full((len(x),), math.inf, device=x.device, dtype=self.reference.dtype)
                 arg = torch.zeros(len(x), dtype=torch.long, device=x.device)
                 for start in range(lo, hi, self.chunk):
-                    block = torch.cdist(flat, self.reference[start:min(hi, start + self.chunk)], p=self.p,
-                                        compute_mode="donot_use_mm_for_euclid_dist")
+                    block = pairwise_distances(flat, self.reference[start:min(hi, start + self.chunk)], self.p)
                     value, where = block.min(dim=1)
                     better = value < best
                     best = torch.where(better, value, best)
