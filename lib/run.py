@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import filecmp
 import os
 import re
 import shutil
@@ -203,6 +204,21 @@ def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
     return failures
 
 
+def static_is_stale(site: Path) -> bool:
+    """Whether a file of the book's ``_static`` differs from (or is missing in) the HTML output.
+
+    Sphinx copies static files only when some page is out of date, so an edited stylesheet
+    alone would never reach the HTML.
+    """
+    output = site / "_build" / "html" / "_static"
+    if not output.is_dir():
+        return False  # first build: everything is copied
+    sources = [path for path in (site / "_static").rglob("*") if path.is_file()]
+    copies = [output / path.relative_to(site / "_static") for path in sources]
+    return any(not copy.is_file() or not filecmp.cmp(source, copy, shallow=False)
+               for source, copy in zip(sources, copies))
+
+
 def build(profile: str) -> Path:
     """Render the executed notebooks of ``profile`` to HTML; returns the index page."""
     site = site_dir(profile)
@@ -211,6 +227,8 @@ def build(profile: str) -> Path:
                                 f"--profile {profile}` first")
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site), "--builder", "html",
                "-W", "--keep-going"]
+    if static_is_stale(site):
+        command.append("--all")
     subprocess.run(command, check=True)
     index = site / "_build" / "html" / "index.html"
     print(f"HTML book: {index}")

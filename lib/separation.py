@@ -995,6 +995,17 @@ def closest_pair_panels(result: dict[str, Any]) -> list[dict[str, Any]]:
     return panels
 
 
+def ratio_to_budget(name: str, result: dict[str, Any]) -> float | None:
+    """How many attack budgets fit in the gap: min(train–train, test–train) / 2ε (Table 1).
+
+    ``None`` when the dataset has no ε in :data:`TABLE_EPS` (digits).
+    """
+    eps = TABLE_EPS.get(name)
+    if eps is None:
+        return None
+    return min(result["train_train"]["separation"], result["test_train"]["separation"]) / (2 * eps)
+
+
 def separation_table(results: dict[str, dict[str, Any] | None], l2: dict[str, dict[str, Any]] | None = None):
     """Table 1 with this book's measurements: one row per dataset (``None``: data absent).
 
@@ -1013,8 +1024,9 @@ def separation_table(results: dict[str, dict[str, Any] | None], l2: dict[str, di
             row.update({"train–train": absent, "test–train": absent, "min / 2ε": ""})
         else:
             tt, te = result["train_train"]["separation"], result["test_train"]["separation"]
+            ratio = ratio_to_budget(name, result)
             row.update({"train–train": f"{tt:.3f}", "test–train": f"{te:.3f}",
-                        "min / 2ε": "" if eps is None else f"{min(tt, te) / (2 * eps):.2f}"})
+                        "min / 2ε": "" if ratio is None else f"{ratio:.2f}"})
         row["paper train–train / test–train"] = "" if paper is None else f"{paper['train_train']:.3f} / {paper['test_train']:.3f}"
         if l2 is not None:
             result2 = l2.get(name)
@@ -1031,7 +1043,7 @@ def separation_table(results: dict[str, dict[str, Any] | None], l2: dict[str, di
 
 __all__ = [
     "PAPER_TABLE1", "TABLE_EPS", "cached_dataset_separation", "closest_pair_panels", "dataset_separation",
-    "separation_table", "SeparationResult", "brute_force_nearest", "conflicting_duplicates",
+    "ratio_to_budget", "separation_table", "SeparationResult", "brute_force_nearest", "conflicting_duplicates",
     "nearest_neighbor_distance", "nearest_other_label_distance", "separation",
 ]
 

@@ -53,6 +53,16 @@ def test_executed_notebooks_have_no_errors():
         assert "Traceback (most recent call last)" not in html.read_text(errors="replace"), html.name
 
 
+def test_no_unrendered_dollar_math_in_the_prose():
+    # Sphinx turns $x$ into \(x\) for MathJax; a "$\" left in the text was never parsed as math
+    # (glued Markdown rendered as plain CommonMark, for one).
+    code = re.compile(r"<(pre|script|code)\b.*?</\1>", re.DOTALL)
+    for chapter in toc_chapters():
+        text = code.sub("", page(chapter).read_text())
+        left = re.findall(r".{0,40}\$\\[A-Za-z].{0,40}", text)
+        assert not left, f"{chapter.name}: math left as text: {left[:2]}"
+
+
 def test_chapters_have_figures_and_boxes():
     text = page(toc_chapters()[1]).read_text()
     assert "<img" in text and "proof" in text and "exercise" in text
@@ -82,3 +92,44 @@ def test_chapter_screenshot_is_not_blank():
     assert target.exists() and target.stat().st_size > 20_000
     pixels = matplotlib.image.imread(target)
     assert pixels.std() > 0.05, "the screenshot is (nearly) uniform"
+
+
+# Reports every display equation and code or output block wider than its box, once the page
+# (and MathJax) has settled: those would show a horizontal scrollbar.
+OVERFLOW_PROBE = """<script>
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var wide = [];
+    document.querySelectorAll('mjx-container[display="true"], div.highlight pre').forEach(function (e) {
+      if (e.scrollWidth > e.clientWidth + 2) {
+        wide.push((e.tagName + " " + e.scrollWidth + ">" + e.clientWidth + ": " + e.textContent.slice(0, 80))
+                  .replace(/\\s+/g, " "));
+      }
+    });
+    var report = document.createElement("div");
+    report.id = "overflow-report";
+    report.textContent = "OVERFLOW[" + wide.join(" | ") + "]END";
+    document.body.appendChild(report);
+  }, 3000);
+});
+</script>"""
+
+
+def _overflowing_blocks(html: Path, width: int) -> list[str]:
+    probe = html.with_name(f".overflow-probe-{html.name}")  # same folder: relative assets resolve
+    try:
+        probe.write_text(html.read_text().replace("</body>", OVERFLOW_PROBE + "</body>"))
+        dom = _chromium(f"--window-size={width},1600", "--dump-dom",
+                        probe.as_uri()).stdout
+    finally:
+        probe.unlink(missing_ok=True)
+    found = re.search(r'id="overflow-report">OVERFLOW\[(.*?)\]END', dom, re.DOTALL)
+    assert found, f"the overflow probe did not run on {html.name}"
+    return [item for item in found.group(1).split(" | ") if item]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_no_equation_or_code_scrolls_sideways_at_1280px():
+    wide = {chapter.name: _overflowing_blocks(page(chapter), 1280) for chapter in toc_chapters()}
+    wide = {name: blocks for name, blocks in wide.items() if blocks}
+    assert not wide, f"blocks wider than the page: {wide}"

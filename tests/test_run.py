@@ -74,3 +74,18 @@ def test_makefile_knows_the_same_profiles():
     makefile = (REPO_ROOT / "Makefile").read_text()
     names = re.search(r"^PROFILES := (.*)$", makefile, re.MULTILINE).group(1).split()
     assert sorted(names) == sorted(PROFILES)
+
+
+def test_an_edited_static_file_is_seen_as_stale(tmp_path):
+    from lib.run import static_is_stale
+
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "book.css").write_text("pre { color: red; }")
+    assert not static_is_stale(tmp_path)  # nothing built yet: the first build copies everything
+    output = tmp_path / "_build" / "html" / "_static"
+    output.mkdir(parents=True)
+    assert static_is_stale(tmp_path)  # missing in the output
+    (output / "book.css").write_text("pre { color: red; }")
+    assert not static_is_stale(tmp_path)
+    (tmp_path / "_static" / "book.css").write_text("pre { color: blue; }")
+    assert static_is_stale(tmp_path)

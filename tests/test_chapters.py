@@ -1,0 +1,33 @@
+"""Chapter sources follow CONTRIBUTING.md: short code lines, numbers glued with lib.notebook."""
+
+import jupytext
+import numpy as np
+import pytest
+import torch
+
+from lib.notebook import plain
+from lib.run import is_notebook, toc_chapters
+
+MAX_CODE_LINE = 79  # PEP 8; the width _static/book.css fits without a scrollbar
+
+NOTEBOOKS = [chapter for chapter in toc_chapters() if is_notebook(chapter)]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=lambda path: path.stem)
+def test_code_lines_fit_the_page(chapter):
+    cells = [c for c in jupytext.read(chapter).cells if c.cell_type == "code"]
+    long = [line for cell in cells for line in cell.source.splitlines() if len(line) > MAX_CODE_LINE]
+    assert not long, f"{chapter.name}: {len(long)} code lines over {MAX_CODE_LINE} characters: {long[:2]}"
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=lambda path: path.stem)
+def test_chapters_glue_through_lib_notebook(chapter):
+    assert "from myst_nb import glue" not in chapter.read_text(), "use lib.notebook.glue_values"
+
+
+def test_plain_turns_numpy_and_torch_scalars_into_builtins():
+    assert type(plain(np.float32(0.5))) is float and plain(np.float32(0.5)) == 0.5
+    assert type(plain(np.int64(188))) is int and plain(np.int64(188)) == 188
+    assert type(plain(torch.tensor(3))) is int and type(plain(torch.tensor(0.25))) is float
+    assert plain(True) is True and plain("text") == "text"
+    assert repr(plain(np.float64(0.7373))) == "0.7373"  # what {glue:text}`key:.4f` parses
