@@ -143,15 +143,45 @@ def tidy_executed_notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+def local_kernel_manager() -> type | None:
+    """A kernel manager that talks to its kernel over IPC sockets (POSIX), not TCP.
+
+    The kernel opens no network port, and ipykernel stops warning, once per chapter, that
+    its TCP traffic is unencrypted. The sockets live in Jupyter's runtime folder under a
+    unique name (two runs in one folder cannot collide) and are removed with the kernel.
+    ``None`` (papermill's default TCP manager) where IPC sockets are not available.
+    """
+    if os.name != "posix":
+        return None
+    import uuid
+
+    from jupyter_client import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+        def _ip_default(self) -> str:
+            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+            return str(Path(jupyter_runtime_dir()) / f"kernel-{uuid.uuid4().hex[:12]}-ipc")
+
+    return IPCKernelManager
+
+
 def execute_chapter(source: Path, target: Path, parameters: dict[str, object]) -> None:
     import jupytext
     import papermill
 
     target.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(source)
+    manager = local_kernel_manager()
+    options = {} if manager is None else {"kernel_manager_class": manager}
     try:
         papermill.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
-                                   cwd=str(target.parent), progress_bar=sys.stderr.isatty())
+                                   cwd=str(target.parent), progress_bar=sys.stderr.isatty(), **options)
     finally:
         if target.exists():
             tidy_executed_notebook(target)

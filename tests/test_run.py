@@ -89,3 +89,19 @@ def test_an_edited_static_file_is_seen_as_stale(tmp_path):
     assert not static_is_stale(tmp_path)
     (tmp_path / "_static" / "book.css").write_text("pre { color: blue; }")
     assert static_is_stale(tmp_path)
+
+
+def test_chapters_run_on_a_local_kernel_without_the_tcp_warning(tmp_path, capfd):
+    import nbformat
+
+    from lib.run import execute_chapter
+
+    source = tmp_path / "tiny.md"
+    source.write_text("---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+                      "```{code-cell} ipython3\nprint(6 * 7)\n```\n")
+    target = tmp_path / "out" / "tiny.ipynb"
+    execute_chapter(source, target, {})
+    outputs = nbformat.read(target, as_version=4).cells[-1].outputs
+    assert outputs[0]["text"].strip() == "42"
+    assert "without encryption" not in capfd.readouterr().err
+    assert not list(target.parent.glob("kernel-*"))  # no socket files left beside the chapter
