@@ -8,26 +8,26 @@ not the cell's output.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from numbers import Integral, Real
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
 def plain(value: Any) -> Any:
-    """``value`` as a built-in ``int`` or ``float`` when it is a (NumPy, torch) number.
+    """``value`` as a built-in Python number when it is a NumPy or torch scalar.
 
     ``{glue:text}`` formats the ``repr`` it stored; NumPy 2 scalars print as
     ``np.float64(0.5)``, which a format spec such as ``:.2f`` cannot read.
     """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, Real):
-        return float(value)
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
-        return plain(value.item())
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
     return value
+
+
+def defaults(function: Callable[..., Any]) -> dict[str, Any]:
+    """The default values of ``function``'s arguments, so that prose quoting them stays true."""
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
 def glue_values(values: Mapping[str, Any]) -> None:

@@ -96,9 +96,10 @@ def plan_parameters(chapters: list[Path], extra: dict[str, object], profile: str
     known = sorted({name for names in declared.values() for name in names})
     unknown = [name for name in extra if name not in known or name in BASE_PARAMETERS]
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; valid -p names: "
-                         f"{', '.join(n for n in known if n not in BASE_PARAMETERS)} "
-                         f"(profile, device and seed have their own options)")
+        others = [n for n in known if n not in BASE_PARAMETERS]
+        valid = f"valid -p names: {', '.join(others)}" if others else "these chapters take no -p parameters"
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; {valid} "
+                         f"(profile, device and seed have their own options: --profile, --device, --seed)")
     base = {"profile": profile, "device": device, "seed": seed}
     return {path: base | {k: v for k, v in extra.items() if k in names} for path, names in declared.items()}
 
@@ -143,21 +144,22 @@ def tidy_executed_notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def local_kernel_manager() -> type | None:
+def local_kernel_manager() -> type:
     """A kernel manager that talks to its kernel over IPC sockets (POSIX), not TCP.
 
     The kernel opens no network port, and ipykernel stops warning, once per chapter, that
     its TCP traffic is unencrypted. The sockets live in Jupyter's runtime folder under a
     unique name (two runs in one folder cannot collide) and are removed with the kernel.
-    ``None`` (papermill's default TCP manager) where IPC sockets are not available.
+    Where IPC sockets are not available, papermill's default (TCP) manager.
     """
-    if os.name != "posix":
-        return None
     import uuid
 
     from jupyter_client import AsyncKernelManager
     from jupyter_core.paths import jupyter_runtime_dir
     from traitlets import default
+
+    if os.name != "posix":
+        return AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         @default("transport")
@@ -165,8 +167,9 @@ def local_kernel_manager() -> type | None:
             return "ipc"
 
         def _ip_default(self) -> str:
-            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
-            return str(Path(jupyter_runtime_dir()) / f"kernel-{uuid.uuid4().hex[:12]}-ipc")
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            return str(runtime / f"kernel-{uuid.uuid4().hex[:12]}-ipc")
 
     return IPCKernelManager
 
@@ -177,11 +180,10 @@ def execute_chapter(source: Path, target: Path, parameters: dict[str, object]) -
 
     target.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(source)
-    manager = local_kernel_manager()
-    options = {} if manager is None else {"kernel_manager_class": manager}
     try:
         papermill.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
-                                   cwd=str(target.parent), progress_bar=sys.stderr.isatty(), **options)
+                                   cwd=str(target.parent), progress_bar=sys.stderr.isatty(),
+                                   kernel_manager_class=local_kernel_manager())
     finally:
         if target.exists():
             tidy_executed_notebook(target)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib.notebook import plain
+from lib.notebook import defaults, plain
 from lib.run import is_notebook, toc_chapters
 
 MAX_CODE_LINE = 79  # PEP 8; the width _static/book.css fits without a scrollbar
@@ -31,3 +31,13 @@ def test_plain_turns_numpy_and_torch_scalars_into_builtins():
     assert type(plain(torch.tensor(3))) is int and type(plain(torch.tensor(0.25))) is float
     assert plain(True) is True and plain("text") == "text"
     assert repr(plain(np.float64(0.7373))) == "0.7373"  # what {glue:text}`key:.4f` parses
+
+
+def test_defaults_reads_the_signature_that_prose_quotes():
+    from lib.attacks import pgd
+
+    def f(a, b=3, *, c=0.5, d=None):
+        return a
+
+    assert defaults(f) == {"b": 3, "c": 0.5, "d": None}
+    assert defaults(pgd)["steps"] == 10 and defaults(pgd)["restarts"] == 1  # the paper's PGD
