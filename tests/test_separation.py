@@ -188,7 +188,7 @@ def test_mnist_separation_is_exactly_the_papers():
 @pytest.mark.parametrize("reorder_min", [1, 10**9])  # reference copied in working order / read via column map
 @pytest.mark.parametrize("n_query", [5, 300, 700])  # no sample, sampled estimate, more words
 def test_integer_linf_bitset_paths_equal_bruteforce(monkeypatch, reorder_min, n_query):
-    import lib.separation as sep
+    import lib.separation.bitsets as sep
 
     monkeypatch.setattr(sep, "REORDER_MIN", reorder_min)
     monkeypatch.setattr(sep, "ESTIMATE_REFS", 50)  # the sampled estimate uses a strided subset
@@ -205,14 +205,14 @@ def test_integer_linf_bitset_paths_equal_bruteforce(monkeypatch, reorder_min, n_
 
 
 def test_bitsets_match_numpy_definition():
-    import lib.separation as sep
+    import lib.separation.bitsets as sep
 
     rng = np.random.default_rng(8)
     X = ((rng.random((300, 150)) < 0.4) * rng.integers(0, 256, (300, 150))).astype(np.uint8)
     order = rng.permutation(150).astype(np.int64)
     thresholds = np.arange(100, 256)
     for words in (1, 3):
-        zr, hr = sep._bitsets(X, order, words, thresholds, 255)
+        zr, hr = sep.bitsets(X, order, words, thresholds, 255)
         head = X[:, order[:64 * words]].astype(np.int64)  # working order, -1 padding as before
         pad = 64 * words - head.shape[1]
         head = np.pad(head, ((0, 0), (0, pad)), constant_values=-1)
