@@ -1,8 +1,11 @@
 """Versioned results of long computations, saved with what produced them.
 
-``load_or_compute(name, config, compute)`` returns the stored result when one exists for
-exactly this name, configuration and library source, else computes, stores and returns
-it. Each artifact is a folder ``<root>/<name>-<key>/`` holding ``result.pt`` (torch.save)
+``load_or_compute(name, config, compute, inputs=...)`` returns the stored result when one
+exists for exactly this name, configuration, input data and library source, else computes,
+stores and returns it. The key covers everything the result depends on: the configuration
+(typed records, numbers, strings), a SHA-256 digest of every input array passed as
+``inputs`` (so an edit to the data, e.g. a generator's noise level, misses the cache), and
+the library's source. Each artifact is a folder ``<root>/<name>-<key>/`` holding ``result.pt`` (torch.save)
 and ``meta.json`` (name, config, seed, hardware, library version and source hash,
 creation time, seconds taken). Chapters read results through this function, so a second
 execution of a notebook (nbval) reads what the first one computed.
@@ -20,12 +23,13 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 import lib
@@ -72,9 +76,38 @@ def library_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def artifact_key(name: str, config: Any) -> str:
-    payload = json.dumps({"name": name, "config": _plain(config), "lib": library_fingerprint(),
-                          "format": FORMAT_VERSION}, sort_keys=True)
+def _array_bytes(value: Any) -> tuple[str, tuple[int, ...], bytes]:
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.dtype == object:
+        raise TypeError("artifact inputs must be numeric arrays (NumPy or torch), got dtype object")
+    return array.dtype.str, array.shape, np.ascontiguousarray(array).tobytes()
+
+
+def array_digest(value: Any) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (NumPy, torch, or nested lists/tuples/dicts of them)."""
+    digest = hashlib.sha256()
+    if isinstance(value, dict):
+        for key in sorted(value):
+            digest.update(f"{key}={array_digest(value[key])};".encode())
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            digest.update(f"{array_digest(item)};".encode())
+    else:
+        dtype, shape, data = _array_bytes(value)
+        digest.update(f"{dtype}{shape}".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def input_digests(inputs: Mapping[str, Any] | None) -> dict[str, str]:
+    """``{name: array_digest(array)}`` for the arrays a result is computed from."""
+    return {str(name): array_digest(value) for name, value in (inputs or {}).items()}
+
+
+def artifact_key(name: str, config: Any, inputs: Mapping[str, Any] | None = None) -> str:
+    """16 hex digits of SHA-256 over the name, config, input digests, library source and format."""
+    payload = json.dumps({"name": name, "config": _plain(config), "inputs": input_digests(inputs),
+                          "lib": library_fingerprint(), "format": FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -87,24 +120,34 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def artifact_path(name: str, config: Any) -> Path:
-    if not name or any(c in name for c in "/\\ ") :
+def artifact_path(name: str, config: Any, inputs: Mapping[str, Any] | None = None) -> Path:
+    if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"artifact names are non-empty and have no slashes or spaces, got {name!r}")
-    return artifact_root() / f"{name}-{artifact_key(name, config)}"
+    return artifact_root() / f"{name}-{artifact_key(name, config, inputs)}"
 
 
-def load_or_compute(name: str, config: Any, compute: Callable[[], T], *, seed: int | None = None) -> T:
-    """The stored result for ``(name, config, library source)``, computing and storing it if absent.
+def load_or_compute(name: str, config: Any, compute: Callable[[], T], *, seed: int | None = None,
+                    inputs: Mapping[str, Any] | None = None) -> T:
+    """The stored result for ``(name, config, inputs, library source)``, computing and storing it if absent.
+
+    Args:
+        name: a short name (no slashes or spaces); the folder is ``<name>-<key>``.
+        config: every setting the result depends on (dicts, dataclasses, enums, numbers).
+        compute: called with no argument when no stored result exists.
+        seed: recorded in the metadata.
+        inputs: the arrays ``compute`` reads (``{"X": X, "y": y}``): their digests join the
+            key, so different data never reuse a result.
 
     A result is written to a temporary folder and renamed into place, so an interrupted
     run never leaves a half-written artifact, and earlier artifacts are never touched.
     """
-    folder = artifact_path(name, config)
+    folder = artifact_path(name, config, inputs)
     if (folder / "result.pt").exists() and (folder / "meta.json").exists():
         return torch.load(folder / "result.pt", weights_only=False)
     started = time.perf_counter()
     result = compute()
-    meta = {"name": name, "config": _plain(config), "seed": seed, "hardware": hardware(),
+    meta = {"name": name, "config": _plain(config), "inputs": input_digests(inputs), "seed": seed,
+            "hardware": hardware(),
             "lib_version": lib.__version__, "lib_fingerprint": library_fingerprint(),
             "format": FORMAT_VERSION, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 3)}
@@ -119,7 +162,7 @@ def load_or_compute(name: str, config: Any, compute: Callable[[], T], *, seed: i
     return result
 
 
-def read_meta(name: str, config: Any) -> dict[str, Any] | None:
+def read_meta(name: str, config: Any, inputs: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """Metadata of the stored artifact, or None if it was never computed."""
-    path = artifact_path(name, config) / "meta.json"
+    path = artifact_path(name, config, inputs) / "meta.json"
     return json.loads(path.read_text()) if path.exists() else None

@@ -1,7 +1,8 @@
 """L-infinity white-box attacks and robust accuracy.
 
 Inputs are tensors of any shape ``(N, ...)`` with values in [0, 1]; every attack keeps its
-output inside the eps-ball around ``x`` *and* inside the [0, 1] box, and runs the model
+output inside the eps-ball around ``x`` *and* inside the [0, 1] box — the ball measured
+against the exact value ``x`` stands for, rounding included (:func:`linf_bounds`) — and runs the model
 in eval mode (restoring its mode afterwards). Among restarts (and targets), the iterate
 with the largest margin ``max_{j != y} z_j - z_y`` is kept per example, so more restarts
 never make an attack weaker.
@@ -46,9 +47,41 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return others.max(dim=1).values - true
 
 
+def _round_inwards(bound: torch.Tensor, dtype: torch.dtype, direction: float) -> torch.Tensor:
+    """``bound`` (float64) in ``dtype``, rounded towards ``direction`` (+inf or -inf) when inexact."""
+    rounded = bound.to(dtype)
+    crossed = rounded.double() < bound if direction > 0 else rounded.double() > bound
+    return torch.where(crossed, torch.nextafter(rounded, torch.full_like(rounded, direction)), rounded)
+
+
+def linf_bounds(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-coordinate bounds of ``B_inf(x, eps)`` intersected with [0, 1], safe against rounding.
+
+    Images are stored as ``k / 255``, which float32 rounds by up to half a unit in the last
+    place (ulp); ``x + eps`` computed in float32 rounds once more, so a naive projection can
+    leave the ball around the *exact* image by about 1e-8 — enough to "break" a certified
+    point. Here the bounds are computed in float64, shrunk by one float32 ulp of ``x``
+    (which covers the storage error of ``x``) and rounded inwards to ``x``'s dtype, so every
+    point between them is within ``eps`` of the exact image in real arithmetic.
+
+    Returns:
+        ``(lower, upper)`` with the shape and dtype of ``x``.
+    """
+    ulp = (torch.nextafter(x, torch.full_like(x, math.inf)) - x).double()
+    exact = x.double()
+    lower = torch.clamp(exact - eps + ulp, min=0.0)
+    upper = torch.clamp(exact + eps - ulp, max=1.0)
+    lower, upper = torch.minimum(lower, exact), torch.maximum(upper, exact)  # eps below one ulp: x itself
+    return _round_inwards(lower, x.dtype, math.inf), _round_inwards(upper, x.dtype, -math.inf)
+
+
 def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Project onto the L-infinity ball of radius ``eps`` around ``x``, intersected with [0, 1]."""
-    return torch.clamp(torch.minimum(torch.maximum(x_adv, x - eps), x + eps), 0.0, 1.0)
+    """Project onto the L-infinity ball of radius ``eps`` around ``x``, intersected with [0, 1].
+
+    The ball is measured against the exact value ``x`` stands for (see :func:`linf_bounds`).
+    """
+    lower, upper = linf_bounds(x, eps)
+    return torch.clamp(x_adv, lower, upper)
 
 
 def _check_attack_inputs(x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, restarts: int) -> None:
@@ -70,11 +103,12 @@ def _signed_gradient_ascent(
     step_size: float,
 ) -> torch.Tensor:
     """Maximise ``objective`` (summed over the batch) from a uniform random start in the ball."""
-    x_adv = project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+    lower, upper = linf_bounds(x, eps)
+    x_adv = torch.clamp(x + torch.empty_like(x).uniform_(-eps, eps), lower, upper)
     for _ in range(steps):
         x_adv.requires_grad_(True)
         (grad,) = torch.autograd.grad(objective(x_adv).sum(), x_adv)
-        x_adv = project_linf(x_adv.detach() + step_size * grad.sign(), x, eps)
+        x_adv = torch.clamp(x_adv.detach() + step_size * grad.sign(), lower, upper)
     return x_adv.detach()
 
 
@@ -98,7 +132,7 @@ def pgd(
 ) -> torch.Tensor:
     """Projected gradient descent on the cross-entropy, L-infinity (Madry et al., ICLR 2018).
 
-    The paper's evaluation attack (paper-notes §7): uniform random start in the eps-ball,
+    The paper's evaluation attack (Yang et al. 2020, experimental methodology): uniform random start in the eps-ball,
     ``steps`` signed-gradient steps of ``step_size`` (default ``eps / 5``), projection onto
     the ball and [0, 1] after each step, model in eval mode.
 

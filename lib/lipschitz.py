@@ -1,4 +1,4 @@
-"""Empirical local Lipschitz constant of a classifier (Yang et al. 2020, §5 of paper-notes).
+"""Empirical local Lipschitz constant of a classifier (Yang et al. 2020, Section 5 and Appendix).
 
 For each point x the estimator searches the L-infinity ball ``B(x, eps)`` intersected with
 the [0, 1] box for the largest ratio
@@ -13,9 +13,10 @@ Two searches:
 
 * ``faithful=True``: the authors' procedure as they ran it: start at ``x + 0.001 N(0, I)``,
   ``steps`` signed-gradient steps of ``step_size`` (theirs: 10 steps of 0.003), each
-  projected onto the ball and [0, 1], model in eval mode, ratio at the *last* iterate.
-  Their update has a leftover minus sign: it *descends* the ratio, so their numbers are
-  not a maximum. We keep the sign, to reproduce their numbers.
+  projected onto the ball and [0, 1], model in eval mode, ratio at the *last* iterate,
+  with ``1e-6`` added to the denominator as in their code. Their update has a leftover
+  minus sign: it *descends* the ratio, so their numbers are not a maximum. We keep the
+  sign and the ``1e-6``, to reproduce their numbers.
 * ``faithful=False`` (default): a correct maximizer: signed-gradient *ascent* on the
   ratio with a cosine-decaying step (from ``step_size`` down to almost 0: without the
   decay, the coordinate that attains ``||x - x'||_inf`` keeps being pushed inwards and the
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.attacks import eval_mode, model_device, project_linf
+from lib.attacks import eval_mode, linf_bounds, model_device, project_linf
 from lib.progress import progress
 
 OUTPUT_NORMS = (1.0, math.inf)
@@ -67,36 +68,46 @@ def _check(X: torch.Tensor, eps: float, steps: int, step_size: float, restarts: 
         raise ValueError("local_lipschitz: " + "; ".join(problems))
 
 
+AUTHORS_STABILIZER = 1e-6  # the authors add it to the denominator; the faithful mode does too
+
+
 def lipschitz_ratio(model: nn.Module, x: torch.Tensor, fx: torch.Tensor, x_prime: torch.Tensor,
-                    output_norm: float = 1.0) -> torch.Tensor:
-    """``||f(x) - f(x')||_q / ||x - x'||_inf`` per example (0 where ``x' = x``); differentiable in ``x'``."""
+                    output_norm: float = 1.0, stabilizer: float = 0.0) -> torch.Tensor:
+    """``||f(x) - f(x')||_q / (||x - x'||_inf + stabilizer)`` per example; differentiable in ``x'``.
+
+    With ``stabilizer = 0`` (the exact ratio) the value is 0 where ``x' = x``.
+    """
     numerator = torch.linalg.vector_norm((model(x_prime) - fx).flatten(1), ord=output_norm, dim=1)
-    denominator = (x_prime - x).flatten(1).abs().amax(dim=1)
+    denominator = (x_prime - x).flatten(1).abs().amax(dim=1) + stabilizer
     safe = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
     return torch.where(denominator > 0, numerator / safe, torch.zeros_like(numerator))
 
 
 def _signed_steps(model: nn.Module, x: torch.Tensor, fx: torch.Tensor, start: torch.Tensor, eps: float,
-                  steps: int, step_size: float, direction: float, output_norm: float,
-                  decay: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signed-gradient steps on the ratio (``direction`` +1 ascends, -1 descends).
+                  steps: int, step_size: float, faithful: bool,
+                  output_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed-gradient steps on the ratio, each projected onto the ball and the box.
 
-    With ``decay`` the step of iteration t is ``step_size (1 + cos(pi t / steps)) / 2``
-    (cosine decay): large steps reach the corners of the ball, small ones settle there.
+    Correct mode: ascent on the exact ratio, the step of iteration t being
+    ``step_size (1 + cos(pi t / steps)) / 2`` (cosine decay: large steps reach the corners
+    of the ball, small ones settle there). Faithful mode: the authors' constant-size
+    *descent* on ``||f(x) - f(x')||_1 / (||x - x'||_inf + 1e-6)``.
 
     Returns the ratio at the last iterate and the best ratio over all iterates.
     """
+    direction, stabilizer = (-1.0, AUTHORS_STABILIZER) if faithful else (1.0, 0.0)
+    lower, upper = linf_bounds(x, eps)
     x_prime = start
     best = torch.zeros(len(x), dtype=fx.dtype, device=x.device)
     for t in range(steps):
-        size = step_size * (1 + math.cos(math.pi * t / steps)) / 2 if decay else step_size
+        size = step_size if faithful else step_size * (1 + math.cos(math.pi * t / steps)) / 2
         x_prime = x_prime.detach().requires_grad_(True)
-        ratio = lipschitz_ratio(model, x, fx, x_prime, output_norm)  # at the current iterate
+        ratio = lipschitz_ratio(model, x, fx, x_prime, output_norm, stabilizer)  # at the current iterate
         best = torch.maximum(best, ratio.detach())
         (grad,) = torch.autograd.grad(ratio.sum(), x_prime)
-        x_prime = project_linf(x_prime.detach() + direction * size * grad.sign(), x, eps)
+        x_prime = torch.clamp(x_prime.detach() + direction * size * grad.sign(), lower, upper)
     with torch.no_grad():
-        ratio = lipschitz_ratio(model, x, fx, x_prime, output_norm)
+        ratio = lipschitz_ratio(model, x, fx, x_prime, output_norm, stabilizer)
     return ratio, torch.maximum(best, ratio)
 
 
@@ -113,7 +124,7 @@ def local_lipschitz(
     output_norm: float = 1.0,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Per-point empirical local Lipschitz ratios of ``model`` in ``B_inf(x, eps)`` (paper-notes §5).
+    """Per-point empirical local Lipschitz ratios of ``model`` in ``B_inf(x, eps)`` (Yang et al. 2020).
 
     Args:
         model: maps inputs ``(N, ...)`` to logits ``(N, K)``; run in eval mode (restored after).
@@ -152,8 +163,8 @@ def local_lipschitz(
                     start = project_linf(x + init_std * torch.randn_like(x), x, eps)
                 else:
                     start = project_linf(x + torch.empty_like(x).uniform_(-eps, eps), x, eps)
-                last, best_run = _signed_steps(model, x, fx, start, eps, steps, step_size,
-                                               -1.0 if faithful else 1.0, output_norm, not faithful)
+                last, best_run = _signed_steps(model, x, fx, start, eps, steps, step_size, faithful,
+                                               output_norm)
                 best = last if faithful else torch.maximum(best, best_run)
             out[start_index:start_index + len(x)] = best.double().cpu().numpy()
     return out

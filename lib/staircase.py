@@ -1,4 +1,5 @@
-"""The staircase toy of Raghunathan et al. (ICML 2020), as the paper's authors adapted it (paper-notes §10).
+"""The staircase toy of Raghunathan et al. (ICML 2020), as the paper's authors adapted it
+(Yang et al. 2020, released notebooks).
 
 The target is the staircase ``y = round(t)`` on stairs ``0..s-1``; inputs are the integers
 ``k`` with unequal probabilities ``p_k ∝ decay^k`` (later stairs are rare), and the

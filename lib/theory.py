@@ -6,7 +6,8 @@ If differently labelled points are at distance >= 2r, the scores
 
 are 1/r-Lipschitz in every coordinate (the distance to a set is 1-Lipschitz) and the
 classifier ``g(x) = argmin_i f(x)_i`` (a scaled 1-nearest-neighbour rule) is correct on
-every x' with ``||x' - x|| < r`` around every point x of the set (paper-notes §3).
+every x' with ``||x' - x|| < r`` around every point x of the set (Yang et al. 2020, the theorem of the section on
+separation).
 
 This module builds that construction for any norm ``p`` (``inf`` or ``p >= 1``):
 
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -37,6 +40,7 @@ from torch import nn
 
 from lib.distances import as_points, check_p, nearest_distance_bruteforce, pairwise_distances
 from lib.separation import nearest_neighbor_distance, nearest_other_label_distance
+from lib.toys import GRID_LEVELS
 
 FAST_NORMS = (math.inf, 2.0)  # norms the exact engine of lib.separation supports
 
@@ -59,6 +63,27 @@ def _nearest_neighbor_distance(X_ref, X_query, p: float) -> tuple[np.ndarray, np
 
 
 Ball = Literal["closed", "open"]
+
+
+def on_grid(X: np.ndarray | torch.Tensor, levels: int) -> bool:
+    """Whether every coordinate is a multiple of ``1/levels`` (uint8 images: of 1/255)."""
+    array = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+    if array.dtype == np.uint8:
+        return levels == 255
+    scaled = array.astype(np.float64) * levels
+    return bool(np.array_equal(np.rint(scaled), scaled))
+
+
+def _default_levels(X: np.ndarray | torch.Tensor, p: float) -> int | None:
+    """The grid on which ℓ∞ distances are exact: 255 for uint8 images (distances k/255),
+    ``GRID_LEVELS`` for floats that are multiples of 2^-16 (their differences are exact in
+    floating point, e.g. the toys of :mod:`lib.toys`), else None."""
+    if p != math.inf:
+        return None
+    dtype = X.dtype if isinstance(X, np.ndarray) else getattr(X, "dtype", None)
+    if dtype in (np.uint8, torch.uint8):
+        return 255
+    return GRID_LEVELS if on_grid(X, GRID_LEVELS) else None
 
 
 def check_labels(y: np.ndarray | torch.Tensor, num_classes: int | None = None) -> tuple[np.ndarray, int]:
@@ -135,7 +160,7 @@ def margins(D: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def half_separation(X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, p: float = math.inf) -> float:
     """``r = sep / 2``: half the smallest distance between differently labelled points.
 
-    The set is then r-separated in the sense of paper-notes §2 (``y_i != y_j`` implies
+    The set is then r-separated in the sense of Yang et al. 2020 (``y_i != y_j`` implies
     ``dist(x_i, x_j) >= 2r``), and ``r`` is the largest such radius.
     """
     labels, k = check_labels(y)
@@ -149,6 +174,65 @@ def half_separation(X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, 
     return float(np.min(other)) / 2
 
 
+Radius = float | Fraction
+
+
+def _exact_radius(rho: Radius) -> Fraction:
+    """``rho`` as an exact rational.
+
+    A float that prints as a decimal of at most 15 significant digits is read as that
+    decimal (``0.1`` is 1/10, the budget a reader types, not the binary double nearest to
+    it; a computed float prints with 16-17 digits unless its exact value is that decimal);
+    any other float as its exact binary value.
+    """
+    if isinstance(rho, Fraction):
+        return rho
+    text = repr(float(rho))
+    short = len(Decimal(text).normalize().as_tuple().digits) <= 15
+    return Fraction(text) if short else Fraction(float(rho))
+
+
+def grid_units(D: np.ndarray, levels: int) -> np.ndarray:
+    """Distances that are exactly ``k / levels`` (as the exact engine returns for ℓ∞ on
+    integer pixels) as the integers ``k``; a ValueError if any finite one is not."""
+    D = np.asarray(D, dtype=np.float64)
+    units = np.rint(D * levels)
+    finite = np.isfinite(D)
+    if not np.array_equal(units[finite] / float(levels), D[finite]):
+        raise ValueError(f"distances are not all multiples of 1/{levels}: pass levels=None "
+                         "(certify with a rounding margin) or distances from integer pixels")
+    return np.where(finite, units, np.inf)
+
+
+def rounding_margin(own: np.ndarray, other: np.ndarray, rho: float) -> np.ndarray:
+    """A bound on the rounding error of ``(other - own) - 2 rho`` in float64: half an ulp of
+    each distance as computed, an ulp of the difference and of ``2 rho`` (generously
+    doubled); a gap within it of ``2 rho`` is too close to call."""
+    own, other = np.asarray(own, np.float64), np.asarray(other, np.float64)
+    gap = np.abs(other - own)
+    ulps = np.spacing(np.abs(own)) + np.spacing(np.abs(other)) + np.spacing(gap) + np.spacing(2 * abs(rho))
+    return 2 * ulps
+
+
+def certified_mask(own: np.ndarray, other: np.ndarray, rho: Radius, ball: Ball = "closed",
+                   levels: int | None = None) -> np.ndarray:
+    """Where ``d_own + rho < d_other - rho`` (closed ball) or ``<=`` (open ball) holds for sure.
+
+    With ``levels`` the distances are exact multiples of ``1/levels`` and the comparison is
+    exact, in integers against the exact rational ``2 rho levels``: an exact tie is a tie.
+    Without, the gap must clear ``2 rho`` by more than :func:`rounding_margin`, so rounding
+    can never certify a tie (a gap within a few ulps of ``2 rho`` is not certified, for
+    either ball).
+    """
+    if levels is not None:
+        gap = grid_units(other, levels) - grid_units(own, levels)
+        threshold = 2 * _exact_radius(rho) * levels
+        bound = math.floor(threshold) if ball == "closed" else math.ceil(threshold)
+        return gap > bound if ball == "closed" else gap >= bound
+    excess = (np.asarray(other, np.float64) - np.asarray(own, np.float64)) - 2 * float(rho)
+    return excess > rounding_margin(own, other, float(rho))
+
+
 @dataclass(frozen=True)
 class Certificate:
     """Robustness certificates of ``g`` at radius ``rho`` (see :func:`certify`)."""
@@ -159,6 +243,7 @@ class Certificate:
     other: np.ndarray  # float64 (n,): distance to the nearest other class
     rho: float
     ball: Ball
+    levels: int | None = None  # distances are exact multiples of 1/levels (exact comparisons)
 
     @property
     def accuracy(self) -> float:
@@ -169,10 +254,22 @@ class Certificate:
         return len(self.certified)
 
 
-def certify(D: np.ndarray, y: np.ndarray, rho: float, *, ball: Ball = "closed") -> Certificate:
+def _check_certify_arguments(rho: Radius, ball: str, levels: int | None) -> None:
+    if ball not in ("closed", "open"):
+        raise ValueError(f"unknown ball {ball!r}; accepted: 'closed', 'open'")
+    if not (isinstance(rho, (int, float, Fraction)) and math.isfinite(rho) and rho >= 0):
+        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+    if ball == "open" and rho == 0:
+        raise ValueError("an open ball needs rho > 0 (the open ball of radius 0 is empty)")
+    if levels is not None and not (isinstance(levels, int) and levels >= 1):
+        raise ValueError(f"levels must be a positive integer (255 for 8-bit images) or None, got {levels!r}")
+
+
+def certify(D: np.ndarray, y: np.ndarray, rho: Radius, *, ball: Ball = "closed",
+            levels: int | None = None) -> Certificate:
     """Certify ``g = argmin_i D[:, i]`` at radius ``rho`` from class distances, without an attack.
 
-    Rule (the triangle-inequality step of the theorem, paper-notes §3): for every x' in the
+    Rule (the triangle-inequality step of the theorem, Yang et al. 2020): for every x' in the
     ball, ``dist(x', X^(y)) <= d_own + ||x' - x||`` and ``dist(x', X^(j)) >= d_j - ||x' - x||``
     (distance to a set is 1-Lipschitz). Hence
 
@@ -182,6 +279,12 @@ def certify(D: np.ndarray, y: np.ndarray, rho: float, *, ball: Ball = "closed") 
     Equality in the closed rule is *not* certified: at a point x' exactly as far from
     another class as from its own, ``argmin`` breaks the tie towards the lower index, so
     ``g(x')`` may be the other class (the midpoint of the closest pair at ``rho = r``).
+
+    Exactness (:func:`certified_mask`): with ``levels`` (distances ``k / levels``, e.g. 255
+    for ℓ∞ between 8-bit images) every comparison is exact in integers, and a float
+    ``rho`` is read as the decimal it prints as (``0.1`` is 1/10; pass a
+    :class:`fractions.Fraction` for any other exact radius). Without ``levels`` the
+    comparison keeps a margin of a few ulps, so rounding never certifies a tie.
 
     What is returned is a *certified lower bound* on the exact robust accuracy of ``g``
     (sound, not complete): for a point certified here no adversarial example exists in the
@@ -195,24 +298,18 @@ def certify(D: np.ndarray, y: np.ndarray, rho: float, *, ball: Ball = "closed") 
         y: true labels ``(n,)``.
         rho: radius ``>= 0`` (``> 0`` for an open ball).
         ball: ``"closed"`` (default, what the attacks search) or ``"open"``.
+        levels: the distances' grid (exact comparisons), or None (a rounding margin).
     """
-    if ball not in ("closed", "open"):
-        raise ValueError(f"unknown ball {ball!r}; accepted: 'closed', 'open'")
-    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 0):
-        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
-    if ball == "open" and rho == 0:
-        raise ValueError("an open ball needs rho > 0 (the open ball of radius 0 is empty)")
+    _check_certify_arguments(rho, ball, levels)
     own, other = margins(D, y)
-    # d_own + rho < d_other - rho, written as (d_other - d_own) > 2 rho: with rho = r = sep / 2
-    # the tie of the closest pair is then exact in floating point (2 r == sep).
-    certified = other - own > 2 * rho if ball == "closed" else other - own >= 2 * rho
-    return Certificate(certified, (other - own) / 2, own, other, float(rho), ball)
+    certified = certified_mask(own, other, rho, ball, levels)
+    return Certificate(certified, (other - own) / 2, own, other, float(rho), ball, levels)
 
 
 def certified_accuracy_curve(cert: Certificate, rhos: np.ndarray) -> np.ndarray:
     """Closed-ball certified accuracy at each radius in ``rhos`` (from one certificate's distances)."""
-    gap = cert.other - cert.own
-    return np.array([float(np.mean(gap > 2 * rho)) for rho in np.asarray(rhos, float)])
+    return np.array([float(np.mean(certified_mask(cert.own, cert.other, rho, "closed", cert.levels)))
+                     for rho in rhos])
 
 
 class SetDistanceModule(nn.Module):
@@ -292,16 +389,24 @@ class SetDistanceClassifier:
            (:func:`half_separation`), the largest r for which the set is r-separated.
            ``g`` and every certificate do not depend on r; only ``f``'s scale does.
         p: the norm (``inf`` by default, the paper's).
+        levels: the grid the points live on (multiples of ``1/levels``): ℓ∞ distances
+           between such points are then exact and certificates are decided exactly
+           (:func:`certify`). Default: 255 for uint8 images under ℓ∞, ``GRID_LEVELS``
+           (2^16) for float points on that dyadic grid, else none.
     """
 
     def __init__(self, X_ref: np.ndarray | torch.Tensor, y_ref: np.ndarray | torch.Tensor,
-                 *, r: float | None = None, p: float = math.inf, num_classes: int | None = None) -> None:
+                 *, r: float | None = None, p: float = math.inf, num_classes: int | None = None,
+                 levels: int | None = None) -> None:
         labels, k = check_labels(y_ref, num_classes)
         if np.bincount(labels, minlength=k).min() == 0:
             raise ValueError("every class 0..K-1 needs at least one reference point")
         if len(_flat(X_ref)) != len(labels):
             raise ValueError(f"X_ref has {len(_flat(X_ref))} points but y_ref has {len(labels)} labels")
         self.X_ref, self.y_ref, self.num_classes, self.p = X_ref, labels, k, check_p(p)
+        self.levels = _default_levels(X_ref, self.p) if levels is None else int(levels)
+        if self.levels is not None and not on_grid(X_ref, self.levels):
+            raise ValueError(f"X_ref is not on the grid of multiples of 1/{self.levels}; pass levels=None")
         self.r = half_separation(X_ref, labels, p=self.p) if r is None else float(r)
         if not (math.isfinite(self.r) and self.r > 0):
             raise ValueError(f"r must be finite and > 0, got {self.r!r} (duplicate points with different labels?)")
@@ -318,10 +423,16 @@ class SetDistanceClassifier:
         """``g(X) = argmin_i f(X)_i`` (ties to the lowest class index)."""
         return self.scores(X).argmin(axis=1)
 
-    def certify(self, X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, rho: float,
+    def certify(self, X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, rho: Radius,
                 *, ball: Ball = "closed") -> Certificate:
-        """Certificates of ``g`` at radius ``rho`` on ``(X, y)``; see :func:`certify`."""
-        return certify(self.class_distances(X), check_labels(y, self.num_classes)[0], rho, ball=ball)
+        """Certificates of ``g`` at radius ``rho`` on ``(X, y)``; see :func:`certify`.
+
+        Exact when the reference and the queries lie on the classifier's grid (ℓ∞), with a
+        rounding margin otherwise.
+        """
+        exact = self.levels is not None and self.p == math.inf and on_grid(X, self.levels)
+        return certify(self.class_distances(X), check_labels(y, self.num_classes)[0], rho, ball=ball,
+                       levels=self.levels if exact else None)
 
     def module(self, device: torch.device | str | None = None, *, dtype: torch.dtype = torch.float32) -> SetDistanceModule:
         """The same construction as a differentiable torch module returning logits ``-f``."""
@@ -403,12 +514,57 @@ def midpoint_attack(X: np.ndarray, i: int, j: int, rho: float, *, p: float = mat
     return a + (b - a) * min(1.0, rho / d)
 
 
+@dataclass(frozen=True)
+class TieReport:
+    """How ``g = argmin_i D[:, i]`` fares when exact ties are counted as abstentions.
+
+    ``argmin`` breaks a tie towards the lowest class index, so with many ties the clean
+    accuracy of ``g`` measures the tie-breaking rule more than the construction.
+    """
+
+    tied: np.ndarray  # bool (n,): the smallest class distance is attained by two classes or more
+    true_among_tied: np.ndarray  # bool (n,): the true label attains the smallest distance
+    correct: np.ndarray  # bool (n,): argmin (ties to the lowest index) is the true label
+    tie_winner_counts: np.ndarray  # (K,): how often each class is g's answer on a tied point
+
+    @property
+    def tie_rate(self) -> float:
+        return float(self.tied.mean())
+
+    @property
+    def accuracy_untied(self) -> float:
+        """Accuracy on the points without a tie (nan if every point is tied)."""
+        return float(self.correct[~self.tied].mean()) if (~self.tied).any() else math.nan
+
+    @property
+    def abstaining_accuracy(self) -> float:
+        """Share of all points answered (untied) and correct: ties count as abstentions."""
+        return float((self.correct & ~self.tied).mean())
+
+    @property
+    def true_among_tied_rate(self) -> float:
+        """Share of all points whose true label is among the nearest classes (tied or not)."""
+        return float(self.true_among_tied.mean())
+
+
+def tie_report(D: np.ndarray, y: np.ndarray) -> TieReport:
+    """Exact ties of the class distances ``D`` (``(n, K)``, compared exactly) and their effect."""
+    D = np.asarray(D, dtype=np.float64)
+    labels, k = check_labels(y, D.shape[1])
+    nearest = D.min(axis=1, keepdims=True)
+    attains = D == nearest
+    tied = attains.sum(axis=1) > 1
+    prediction = D.argmin(axis=1)
+    winners = np.bincount(prediction[tied], minlength=k)
+    return TieReport(tied, attains[np.arange(len(D)), labels], prediction == labels, winners)
+
+
 # --- Studies behind the chapter "The theorem" (plain dicts of arrays: cacheable with torch.save) ---
 
 
 def toy_study(X: np.ndarray, y: np.ndarray, *, rho_over_r: tuple[float, ...], attack_steps: int,
               attack_restarts: int, lipschitz_steps: int, lipschitz_restarts: int,
-              grid_resolution: int = 301, seed: int = 0) -> dict:
+              grid_resolution: int = 301, seed: int = 0, levels: int | None = None) -> dict:
     """Everything the chapter shows about the construction on one 2-D set (the reference set itself).
 
     For each radius ``rho = t * r`` (``t`` in ``rho_over_r``) on the reference points:
@@ -416,13 +572,16 @@ def toy_study(X: np.ndarray, y: np.ndarray, *, rho_over_r: tuple[float, ...], at
     the box (:func:`grid_robust_radius`, the truth up to one grid step), and robust accuracy
     under PGD and multi-targeted PGD (:mod:`lib.attacks`; steps of ``rho / 4``).
     Plus the local Lipschitz estimates at radius r (paper's L1 over logits and per logit,
-    faithful and ascent) and the midpoint of the closest pair.
+    faithful and ascent) and the midpoint of the closest pair. With ``levels`` (points on
+    the grid of multiples of ``1/levels``, e.g. :data:`lib.toys.GRID_LEVELS`) every
+    certificate is decided exactly. ``max_perturbation`` records, per radius, the largest
+    ℓ∞ distance of an attack's point from its clean point in float64 (at most ``rho``).
     """
     from lib.attacks import multi_targeted, pgd  # local: lib.attacks imports nothing from here
     from lib.lipschitz import local_lipschitz
 
     X = np.asarray(X, dtype=np.float64)
-    g = SetDistanceClassifier(X, y)
+    g = SetDistanceClassifier(X, y, levels=levels)
     module = g.module(dtype=torch.float64)  # exact enough to check the Lipschitz bounds to 1e-6
     attacked = g.module()  # float32: lib.attacks keeps its margins in float32
     x, labels = torch.from_numpy(X), torch.from_numpy(g.y_ref)
@@ -431,13 +590,15 @@ def toy_study(X: np.ndarray, y: np.ndarray, *, rho_over_r: tuple[float, ...], at
     cert = g.certify(X, g.y_ref, 0.0)
     rhos = np.asarray(rho_over_r, dtype=np.float64) * g.r
     curves = {name: np.empty(len(rhos)) for name in ("certified", "grid", "pgd", "multi_targeted")}
+    curves["certified"] = certified_accuracy_curve(cert, rhos)
+    max_perturbation = np.zeros(len(rhos))
     for n, rho in enumerate(rhos):
-        curves["certified"][n] = float(np.mean(cert.other - cert.own > 2 * rho))
         curves["grid"][n] = float(np.mean(exact_radius > rho))
         for name, attack in (("pgd", pgd), ("multi_targeted", multi_targeted)):
             torch.manual_seed(seed)
             x_adv = attack(attacked, x.float(), labels, float(rho), steps=attack_steps,
                            step_size=float(rho) / 4, restarts=attack_restarts)
+            max_perturbation[n] = max(max_perturbation[n], float((x_adv.double() - x).abs().max()))
             with torch.no_grad():
                 curves[name][n] = float((attacked(x_adv).argmax(dim=1) == labels).double().mean())
     lipschitz = {}
@@ -455,7 +616,8 @@ def toy_study(X: np.ndarray, y: np.ndarray, *, rho_over_r: tuple[float, ...], at
     midpoint = midpoint_attack(X, loser, winner, g.r)
     return {
         "r": g.r, "num_classes": g.num_classes, "rho_over_r": np.asarray(rho_over_r, dtype=np.float64),
-        "curves": curves, "exact_radius": exact_radius, "certified_radius": cert.radius,
+        "curves": curves, "max_perturbation": max_perturbation, "rhos": rhos,
+        "exact_radius": exact_radius, "certified_radius": cert.radius,
         "open_certified_at_r": g.certify(X, g.y_ref, g.r, ball="open").accuracy,
         "closed_certified_at_r": g.certify(X, g.y_ref, g.r).accuracy,
         "closest_pairs": pairs, "midpoint": midpoint, "midpoint_scores": g.scores(midpoint[None])[0],
@@ -476,19 +638,24 @@ def mnist_study(ref_images: np.ndarray, ref_labels: np.ndarray, test_images: np.
     the first ``attack_size`` / ``lipschitz_size`` test points: PGD robust accuracy at
     ``eps`` (an upper bound on the exact robust accuracy, the certificate a lower bound) and
     the local Lipschitz estimates at ``eps`` (faithful and ascent, L1 over logits).
+    ``pgd_max_perturbation`` is the attack's largest ℓ∞ distance from the exact images
+    ``k/255`` (float64): at most ``eps``, so "certified" and "broken by PGD" never meet.
     """
-    from lib.attacks import robust_accuracy
+    from lib.attacks import pgd
     from lib.lipschitz import local_lipschitz
 
     g = SetDistanceClassifier(ref_images, ref_labels)
     D = g.class_distances(test_images)
     labels = check_labels(test_labels, g.num_classes)[0]
-    cert = certify(D, labels, eps)
+    cert = certify(D, labels, eps, levels=g.levels)
     module = g.module(device)
     x = torch.from_numpy(test_images.astype(np.float32) / 255.0)
     y = torch.from_numpy(labels)
     torch.manual_seed(seed)
-    pgd_accuracy = robust_accuracy(module, x[:attack_size], y[:attack_size], eps, steps=attack_steps)
+    x_adv = pgd(module, x[:attack_size].to(device), y[:attack_size].to(device), eps, steps=attack_steps).cpu()
+    with torch.no_grad():
+        pgd_correct = (module(x_adv.to(device)).argmax(dim=1).cpu() == y[:attack_size]).numpy()
+    exact = torch.from_numpy(test_images[:attack_size]).double() / 255.0  # the image k/255 itself
     torch.manual_seed(seed)
     ascent = local_lipschitz(module, x[:lipschitz_size], eps, steps=lipschitz_steps, step_size=eps / 4,
                              restarts=lipschitz_restarts)
@@ -497,8 +664,10 @@ def mnist_study(ref_images: np.ndarray, ref_labels: np.ndarray, test_images: np.
     return {
         "r": g.r, "num_classes": g.num_classes, "eps": eps, "class_distances": D, "labels": labels,
         "prediction": D.argmin(axis=1), "clean_accuracy": float(np.mean(D.argmin(axis=1) == labels)),
-        "certificate": cert, "attack_size": attack_size,
+        "ties": tie_report(D, labels), "certificate": cert, "attack_size": attack_size,
         "certified_on_attacked": float(cert.certified[:attack_size].mean()),
         "clean_on_attacked": float(np.mean(D[:attack_size].argmin(axis=1) == labels[:attack_size])),
-        "pgd_accuracy": pgd_accuracy, "lipschitz_ascent": ascent, "lipschitz_faithful": faithful,
+        "pgd_correct": pgd_correct, "pgd_accuracy": float(pgd_correct.mean()),
+        "pgd_max_perturbation": float((x_adv.double() - exact).abs().max()),
+        "lipschitz_ascent": ascent, "lipschitz_faithful": faithful,
     }

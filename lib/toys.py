@@ -1,12 +1,22 @@
 """Small 2-D labelled datasets for pictures of r-separation and of the theorem.
 
 All generators return ``(X, y)``: float64 points of shape (n, 2) inside the unit square
-[0, 1]^2 (so they live on the same scale as images) and int64 labels.
+[0, 1]^2 (so they live on the same scale as images) and int64 labels. The points are
+multiples of ``1 / GRID_LEVELS`` (a dyadic grid, like pixels on a finer scale): their
+differences, hence every ℓ∞ distance between them, are exact in floating point (float32
+too), so ties such as the midpoint of the closest pair are decided exactly.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+GRID_LEVELS = 2**16  # coordinates are multiples of 2^-16: exact in float32 and float64
+
+
+def snap_to_grid(X: np.ndarray, levels: int = GRID_LEVELS) -> np.ndarray:
+    """``X`` rounded to the nearest multiples of ``1 / levels`` (float64)."""
+    return np.rint(np.asarray(X, dtype=np.float64) * levels) / levels
 
 
 def _rescale_to_unit_square(X: np.ndarray, margin: float = 0.05) -> np.ndarray:
@@ -26,7 +36,7 @@ def two_spirals(n_per_class: int, *, noise: float = 0.02, turns: float = 1.5, se
     X = _rescale_to_unit_square(np.concatenate([arm, -arm]))
     X = np.clip(X + rng.normal(0.0, noise, X.shape), 0.0, 1.0)
     y = np.repeat(np.arange(2), n_per_class)
-    return X, y
+    return snap_to_grid(X), y
 
 
 def gaussian_blobs(
@@ -43,7 +53,7 @@ def gaussian_blobs(
     rng = np.random.default_rng(seed)
     X = np.concatenate([c + rng.normal(0.0, std, (n_per_class, 2)) for c in centers])
     y = np.repeat(np.arange(len(centers)), n_per_class)
-    return np.clip(X, 0.0, 1.0), y
+    return snap_to_grid(np.clip(X, 0.0, 1.0)), y
 
 
 def overlapping_blobs(n_per_class: int, *, std: float = 0.12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -58,3 +58,43 @@ def test_fingerprint_ignores_presentation_modules(monkeypatch):
     artifacts.library_fingerprint()
     assert "attacks.py" in seen and "run.py" not in seen
     assert not any(name.startswith("plots/") for name in seen)
+
+
+def test_inputs_join_the_key_so_changed_data_misses_the_cache(tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    monkeypatch.setenv("CLOSER_LOOK_ARTIFACTS", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    X = np.arange(12, dtype=np.float64).reshape(6, 2)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    config = {"steps": 3}
+    first = artifacts.load_or_compute("toy", config, compute, inputs={"X": X, "y": y})
+    assert artifacts.load_or_compute("toy", config, compute, inputs={"X": X.copy(), "y": y.copy()}) == first
+    assert len(calls) == 1  # identical data and config: a hit
+    edited = X.copy()
+    edited[3, 1] += 1e-12  # e.g. a generator called with another noise level
+    artifacts.load_or_compute("toy", config, compute, inputs={"X": edited, "y": y})
+    artifacts.load_or_compute("toy", config, compute, inputs={"X": X.astype(np.float32), "y": y})
+    artifacts.load_or_compute("toy", config, compute, inputs={"X": X.reshape(3, 4), "y": y})
+    artifacts.load_or_compute("toy", config, compute, inputs={"X": X, "y": y[::-1].copy()})
+    assert len(calls) == 5  # every change of values, dtype, shape or labels recomputes
+    torch_hit = artifacts.load_or_compute("toy", config, compute,
+                                          inputs={"X": torch.from_numpy(X), "y": torch.from_numpy(y)})
+    assert torch_hit == first and len(calls) == 5  # the same arrays as torch tensors: a hit
+    meta = artifacts.read_meta("toy", config, inputs={"X": X, "y": y})
+    assert meta["inputs"] == {"X": artifacts.array_digest(X), "y": artifacts.array_digest(y)}
+
+
+def test_callables_in_a_config_are_refused():
+    import functools
+
+    with pytest.raises(TypeError, match="JSON-like"):
+        artifacts.artifact_key("x", {"objective": lambda m, x, y: 0})
+    with pytest.raises(TypeError, match="JSON-like"):
+        artifacts.artifact_key("x", {"objective": functools.partial(max, 1)})

@@ -94,3 +94,73 @@ def test_accuracy_curve_decreases_and_validation(linear_problem):
         pgd(model, x + 2, y, 0.1)
     with pytest.raises(ValueError, match="labels"):
         robust_accuracy(model, x, y[:3], 0.1)
+
+
+class Bowl(nn.Module):
+    """Binary logits ``[0, a * ||x - 1/2||^2 - b]``: correct (class 0) at the centre, whose
+    gradient is exactly zero there, and wrong near the corners of the eps-ball: a deceptive
+    stationary point that only a random start escapes."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x):
+        score = self.a * ((x.flatten(1) - 0.5) ** 2).sum(dim=1) - self.b
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+@pytest.mark.parametrize("attack", [pgd, multi_targeted])
+def test_random_start_escapes_a_stationary_clean_point(attack):
+    d, eps = 8, 0.1
+    model = Bowl(a=1.0, b=0.5 * d * eps**2)  # wrong once every coordinate moved > eps/sqrt(2)
+    x, y = torch.full((16, d), 0.5), torch.zeros(16, dtype=torch.long)
+    assert (model(x).argmax(1) == y).all()
+    x_adv = attack(model, x, y, eps, steps=10)
+    assert (model(x_adv).argmax(1) != y).all(), "no random start: the attack never leaves x"
+
+
+class ModeProbe(nn.Module):
+    """A linear model that refuses to run in train mode, or (``strict=False``) mirrors its
+    input in train mode, as dropout or batch norm would change the function: an attack
+    computed in train mode then pushes the wrong way."""
+
+    def __init__(self, d: int, k: int, strict: bool = True) -> None:
+        super().__init__()
+        self.linear, self.strict = nn.Linear(d, k), strict
+
+    def forward(self, x):
+        assert not (self.strict and self.training), "evaluated in train mode"
+        return self.linear(1 - x if self.training else x)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "multi_targeted"])
+def test_attacks_evaluate_in_eval_mode_and_restore_train_mode(attack):
+    x = torch.rand(64, 6)
+    strict = ModeProbe(6, 3).eval()
+    with torch.no_grad():
+        y = strict(x).argmax(1)  # clean accuracy 1 in eval mode
+    loose = ModeProbe(6, 3, strict=False)
+    loose.load_state_dict(strict.state_dict())
+    strict.train(), loose.train()
+    torch.manual_seed(1)
+    expected = robust_accuracy(strict, x, y, 0.3, attack=attack)  # the assert in forward would fire
+    assert strict.training and expected < 1.0
+    torch.manual_seed(1)
+    assert robust_accuracy(loose, x, y, 0.3, attack=attack) == expected
+    assert loose.training
+
+
+def test_pgd_stays_in_the_ball_around_the_exact_image():
+    """Images are k/255; float32 rounds them, and x + eps rounds again. The attack must stay
+    within eps of k/255 itself, measured in float64, or it could 'break' a certified point."""
+    levels = torch.arange(256).repeat(4)
+    x = (levels.float() / 255).reshape(4, 256)
+    w = torch.full((256,), 1e-3)  # small: the cross-entropy does not saturate
+    for eps in (0.1, 0.3, 8 / 255, 0.031):
+        for sign in (1.0, -1.0):
+            model = binary_linear(sign * w, 0.0)
+            x_adv = pgd(model, x, torch.zeros(4, dtype=torch.long), eps, steps=20, restarts=2)
+            exact = levels.double().reshape(4, 256) / 255
+            assert float((x_adv.double() - exact).abs().max()) <= eps
+            assert float((x_adv.double() - exact).abs().max()) >= eps - 1e-6  # it does reach the edge

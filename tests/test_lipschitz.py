@@ -126,3 +126,36 @@ def test_inputs_outside_the_box_are_refused():
 def test_linear_lipschitz_l1_refuses_large_dimensions():
     with pytest.raises(ValueError, match="d <= 20"):
         linear_lipschitz_l1(torch.zeros(2, 21))
+
+
+def authors_search(model, X, eps, steps=10, step_size=0.003, init_std=0.001):
+    """The authors' search, written out directly: x' = x + 0.001 N(0, I), then `steps`
+    signed-gradient steps of `step_size` that *descend* ||f(x) - f(x')||_1 /
+    (||x - x'||_inf + 1e-6), each clamped to the eps-ball and [0, 1]; the ratio at the last
+    iterate, in eval mode."""
+    model.eval()
+    fx = model(X).detach()
+    x_prime = torch.clamp(torch.clamp(X + init_std * torch.randn_like(X), X - eps, X + eps), 0, 1)
+
+    def ratio(z):
+        return (model(z) - fx).abs().sum(1) / ((z - X).abs().amax(1) + 1e-6)
+
+    for _ in range(steps):
+        z = x_prime.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(ratio(z).sum(), z)
+        x_prime = torch.clamp(torch.clamp(z.detach() - step_size * grad.sign(), X - eps, X + eps), 0, 1)
+    return ratio(x_prime).detach().numpy()
+
+
+def test_faithful_mode_equals_the_authors_loop_at_a_fixed_seed():
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+    X = interior_points(30, 6)
+    torch.manual_seed(3)
+    ours = local_lipschitz(model, X, 0.1, faithful=True)
+    torch.manual_seed(3)
+    theirs = authors_search(model, X, 0.1)
+    # the only difference: our projection stays one ulp inside the ball (rounding-safe)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=0)
+    torch.manual_seed(3)
+    start = authors_search(model, X, 0.1, steps=0)
+    assert np.abs(ours - start).max() > 1e-6  # ten steps do move the ratio (not the start)

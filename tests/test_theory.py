@@ -246,3 +246,78 @@ def test_lipschitz_estimate_of_the_construction_respects_the_bounds(data, reques
     assert l1.max() <= (1 + 1e-6) * K / g.r
     assert per_logit.max() >= 0.99 / g.r  # and the search gets there: the bounds are attained
     assert l1.max() >= 0.99 * K / g.r
+
+
+def test_integer_gaps_decide_ties_exactly_on_the_pixel_grid():
+    """MNIST has test points whose gap d_other - d_own is exactly 51/255 = 2 * 0.1; in
+    floating point 204/255 - 153/255 = 0.20000000000000007 > 0.2 would certify them."""
+    own = np.array([153, 153, 0, 100, 0]) / 255.0
+    other = np.array([204, 205, 153, 253, 154]) / 255.0
+    D = np.stack([own, other], axis=1)
+    y = np.zeros(5, dtype=np.int64)
+    assert other[0] - own[0] > 2 * 0.1  # the rounding trap
+    closed = certify(D, y, 0.1, levels=255)
+    np.testing.assert_array_equal(closed.certified, [False, True, True, True, True])
+    np.testing.assert_array_equal(certify(D, y, 0.1, ball="open", levels=255).certified, [True] * 5)
+    # 0.3 is below 3/10 in binary: 153/255 must still be a tie at rho = 0.3
+    np.testing.assert_array_equal(certify(D, y, 0.3, levels=255).certified, [False, False, False, False, True])
+    np.testing.assert_array_equal(certified_accuracy_curve(closed, [0.1, 0.3]), [0.8, 0.2])
+    # exact rationals are accepted too
+    from fractions import Fraction
+
+    assert certify(D, y, Fraction(1, 10), levels=255).certified.tolist() == closed.certified.tolist()
+    with pytest.raises(ValueError, match="multiples of 1/255"):
+        certify(D + 1e-9, y, 0.1, levels=255)
+
+
+def test_without_a_grid_rounding_never_certifies_a_tie():
+    own, other = np.array([0.1, 0.1, 0.1]), np.array([0.1 + 0.2, 0.30000001, 0.2999999])
+    D = np.stack([own, other], axis=1)
+    y = np.zeros(3, dtype=np.int64)
+    assert other[0] - own[0] > 2 * 0.1  # 0.20000000000000004: a tie in exact arithmetic
+    np.testing.assert_array_equal(certify(D, y, 0.1).certified, [False, True, False])
+    np.testing.assert_array_equal(certify(D, y, 0.1, ball="open").certified, [False, True, False])
+
+
+def test_uint8_images_get_exact_certificates_end_to_end():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 12), dtype=np.uint8)
+    y = np.repeat(np.arange(3), 10)
+    g = SetDistanceClassifier(X, y)
+    assert g.levels == 255
+    Q = rng.integers(0, 256, size=(40, 12), dtype=np.uint8)
+    yq = rng.integers(0, 3, size=40)
+    D = g.class_distances(Q)
+    own, other = margins(D, yq)
+    units = np.rint((other - own) * 255).astype(int)
+    from fractions import Fraction
+
+    for rho_units in np.unique(np.abs(units)):
+        rho = Fraction(int(rho_units), 510)  # gap == 2 rho exactly for points with that many units
+        cert = g.certify(Q, yq, rho)
+        np.testing.assert_array_equal(cert.certified, units > rho_units)
+
+
+def test_toys_live_on_a_dyadic_grid_so_the_closest_pair_is_an_exact_tie(spirals):
+    from lib.toys import GRID_LEVELS
+
+    X, y = spirals
+    np.testing.assert_array_equal(np.rint(X * GRID_LEVELS), X * GRID_LEVELS)
+    g = SetDistanceClassifier(X, y)
+    assert g.levels == GRID_LEVELS
+    assert g.certify(X, y, g.r, ball="open").accuracy == 1.0
+    assert g.certify(X, y, g.r).accuracy < 1.0  # the closest pair ties on the closed ball
+
+
+def test_tie_report_counts_ties_as_abstentions():
+    from lib.theory import tie_report
+
+    D = np.array([[0.5, 0.5, 0.9], [0.2, 0.4, 0.4], [0.7, 0.3, 0.3], [0.6, 0.6, 0.6], [0.1, 0.8, 0.9]])
+    y = np.array([1, 0, 2, 2, 1])
+    report = tie_report(D, y)
+    np.testing.assert_array_equal(report.tied, [True, False, True, True, False])
+    np.testing.assert_array_equal(report.true_among_tied, [True, True, True, True, False])
+    np.testing.assert_array_equal(report.correct, [False, True, False, False, False])
+    np.testing.assert_array_equal(report.tie_winner_counts, [2, 1, 0])
+    assert report.tie_rate == 0.6 and report.accuracy_untied == 0.5
+    assert report.abstaining_accuracy == 0.2 and report.true_among_tied_rate == 0.8
