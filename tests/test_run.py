@@ -9,14 +9,14 @@ from lib.run import declared_parameters, is_notebook, parse_value, plan_paramete
 
 
 def test_profiles_are_typed_records():
-    assert set(PROFILES) == {"ci", "full"}
+    assert set(PROFILES) == {"ci", "gpu", "full"}
     for profile in PROFILES.values():
         assert profile.as_dict()["name"] == profile.name
     assert get_profile("full").adversarial_examples.train.epochs > get_profile("ci").adversarial_examples.train.epochs
 
 
 def test_unknown_profile_device_and_seed_are_refused():
-    with pytest.raises(ValueError, match="valid profiles: ci, full"):
+    with pytest.raises(ValueError, match="valid profiles: ci, full, gpu"):
         resolve("fast")
     with pytest.raises(ValueError, match="valid devices: auto, cpu, cuda, cuda:N, mps"):
         resolve("ci", "gpu")
