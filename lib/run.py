@@ -11,7 +11,16 @@ the chapters' ``parameters`` cells. A chapter that raises is reported and the ot
 run (nothing already computed is lost); the exit status is then 1.
 
 ``build`` renders the staged, executed notebooks with ``jupyter-book build -W --keep-going``
-(execution off), so any warning or a notebook error fails the build.
+(execution off), so any warning or a notebook error fails the build. It first writes the
+execution-status page from the records ``execute`` leaves in each notebook (profile, device,
+wall time, date, library fingerprint), and afterwards puts each chapter's executed
+``.ipynb`` and MyST source next to its HTML page.
+
+Launch buttons (Colab, Binder) come from one setting in ``_config.yml``: ``repository.url``
+and ``repository.branch``. Empty (the default), the staged configuration has no launch
+buttons at all. Set, the buttons open the executed notebooks that the publishing workflow
+pushes to the ``gh-pages`` branch (Binder builds that branch's copy of ``environment.yml``),
+and each chapter's install cell (tagged ``install-lib``) installs ``lib`` from the branch.
 """
 
 from __future__ import annotations
@@ -20,12 +29,16 @@ import argparse
 import ast
 import filecmp
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,8 +46,18 @@ from lib import REPO_ROOT
 from lib.profiles import PROFILES, get_profile, resolve_device
 
 BASE_PARAMETERS = ("profile", "device", "seed")
-STAGED_FILES = ("_config.yml", "_toc.yml", "references.bib")
+STAGED_FILES = ("_toc.yml", "references.bib")
 MATHJAX_CACHE = REPO_ROOT / ".cache" / "mathjax" / "es5"
+INSTALL_TAG = "install-lib"
+"""Tag of each chapter's first code cell, which installs ``lib`` where it is missing (Colab,
+Binder). The runner never executes it; its other tags hide it from the book (``remove-cell``)
+and from nbval (``nbval-skip``)."""
+INSTALL_CELL_TAGS = (INSTALL_TAG, "remove-cell", "nbval-skip")
+RECORD_KEY = "closer_look_execution"
+STATUS_PAGE = "book/execution_status"
+PUBLISH_BRANCH = "gh-pages"
+LAUNCH_BUTTONS = {"binderhub_url": "https://mybinder.org", "colab_url": "https://colab.research.google.com",
+                  "notebook_interface": "classic"}
 
 
 def site_dir(profile: str) -> Path:
@@ -104,11 +127,56 @@ def plan_parameters(chapters: list[Path], extra: dict[str, object], profile: str
     return {path: base | {k: v for k, v in extra.items() if k in names} for path, names in declared.items()}
 
 
+GITHUB_REPOSITORY = re.compile(r"https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+def repository_setting(config: dict[str, Any]) -> tuple[str, str]:
+    """The one launch setting of ``_config.yml``: ``(repository.url, repository.branch)``, or ``("", "")``."""
+    repository = config.get("repository") or {}
+    url = str(repository.get("url") or "").strip().rstrip("/")
+    branch = str(repository.get("branch") or "").strip()
+    if not url:
+        return "", ""
+    if not GITHUB_REPOSITORY.fullmatch(url) or not branch:
+        raise ValueError(f"_config.yml: repository.url must be a GitHub repository (https://github.com/OWNER/NAME) "
+                         f"and repository.branch a branch name, or url empty for no launch buttons; "
+                         f"got url {url!r}, branch {branch!r}")
+    return url, branch
+
+
+def staged_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration Jupyter Book reads: launch buttons derived from ``repository``, or none.
+
+    Colab opens notebooks from GitHub only and the repository holds MyST sources, so the
+    buttons point at the published site on the ``gh-pages`` branch, which holds each
+    executed ``.ipynb`` next to its page and a copy of ``environment.yml`` for Binder.
+    """
+    staged = {key: value for key, value in config.items() if key not in ("repository", "launch_buttons")}
+    url, _ = repository_setting(config)
+    if not url:
+        return staged
+    return staged | {"repository": {"url": url, "branch": PUBLISH_BRANCH, "path_to_book": ""},
+                     "launch_buttons": dict(LAUNCH_BUTTONS)}
+
+
+def install_source(config: dict[str, Any]) -> str:
+    """What a chapter's install cell gives pip (``git+URL@BRANCH``), or ``""`` without the setting."""
+    url, branch = repository_setting(config)
+    return f"git+{url}@{branch}" if url else ""
+
+
+def book_config() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+
+
 def stage_static(site: Path) -> None:
     """Copy the book's configuration and static files (with vendored MathJax) into ``site``."""
     site.mkdir(parents=True, exist_ok=True)
     for name in STAGED_FILES:
         shutil.copy2(REPO_ROOT / name, site / name)
+    text = yaml.safe_dump(staged_config(book_config()), sort_keys=False, allow_unicode=True)
+    if not (site / "_config.yml").exists() or (site / "_config.yml").read_text() != text:
+        (site / "_config.yml").write_text(text)
     shutil.copytree(REPO_ROOT / "_static", site / "_static", dirs_exist_ok=True)
     if MATHJAX_CACHE.exists():
         shutil.copytree(MATHJAX_CACHE, site / "_static" / "mathjax" / "es5", dirs_exist_ok=True)
@@ -174,19 +242,118 @@ def local_kernel_manager() -> type:
     return IPCKernelManager
 
 
+def has_tag(cell: Any, tag: str) -> bool:
+    return tag in cell.get("metadata", {}).get("tags", [])
+
+
+def pop_install_cells(notebook: Any) -> list[tuple[int, Any]]:
+    """Take the cells tagged ``install-lib`` out of ``notebook`` (the runner has ``lib``), with their places."""
+    found = [(index, cell) for index, cell in enumerate(notebook.cells) if has_tag(cell, INSTALL_TAG)]
+    notebook.cells = [cell for cell in notebook.cells if not has_tag(cell, INSTALL_TAG)]
+    return found
+
+
+def restore_install_cells(path: Path, cells: list[tuple[int, Any]]) -> None:
+    """Put the install cells back, unexecuted, where they were (papermill adds cells only after them)."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in cells:
+        notebook.cells.insert(index, nbformat.from_dict(cell))
+    nbformat.write(notebook, path)
+
+
 def execute_chapter(source: Path, target: Path, parameters: dict[str, object]) -> None:
     import jupytext
     import papermill
 
     target.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(source)
+    install_cells = pop_install_cells(notebook)
     try:
         papermill.execute_notebook(notebook, str(target), parameters=parameters, kernel_name="python3",
                                    cwd=str(target.parent), progress_bar=sys.stderr.isatty(),
                                    kernel_manager_class=local_kernel_manager())
     finally:
         if target.exists():
+            restore_install_cells(target, install_cells)
             tidy_executed_notebook(target)
+
+
+INSTALL_LINE = re.compile(r'^REPOSITORY = ".*"$', re.MULTILINE)
+
+
+def fill_install_cells(site: Path, source: str) -> None:
+    """Write the package source (``git+URL@BRANCH`` or "") into every executed chapter's install cell."""
+    import nbformat
+
+    for path in sorted((site / "book").glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        cells = [cell for cell in notebook.cells if has_tag(cell, INSTALL_TAG)]
+        filled = [INSTALL_LINE.sub(f'REPOSITORY = "{source}"', cell.source) for cell in cells]
+        if any(new != cell.source for new, cell in zip(filled, cells)):
+            for cell, new in zip(cells, filled):
+                cell.source = new
+            nbformat.write(notebook, path)
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """How and where one chapter was executed, kept in its notebook; the status page lists them."""
+
+    profile: str
+    device: str  # the CPU model or GPU name, not the requested "auto"
+    wall_time_s: float
+    date: str  # UTC, ISO 8601
+    library_fingerprint: str  # lib.artifacts.library_fingerprint() when it ran
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    """What ``device`` (auto, cpu, cuda:N, mps) is on this machine: a GPU's name or the CPU model and cores."""
+    import torch
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        return torch.cuda.get_device_name(resolved)
+    if resolved.type == "mps":
+        return f"Apple GPU (MPS), {platform.machine()}"
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
+
+
+def execution_record(profile: str, device: str, seconds: float) -> ExecutionRecord:
+    from lib.artifacts import library_fingerprint
+
+    return ExecutionRecord(profile=profile, device=device_name(device), wall_time_s=round(seconds, 1),
+                           date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           library_fingerprint=library_fingerprint())
+
+
+def write_record(path: Path, record: ExecutionRecord) -> None:
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata[RECORD_KEY] = asdict(record)
+    nbformat.write(notebook, path)
+
+
+def read_record(path: Path) -> ExecutionRecord | None:
+    """The record ``execute`` left in an executed notebook; None if absent or the run failed."""
+    import nbformat
+
+    if not path.exists():
+        return None
+    metadata = nbformat.read(path, as_version=4).metadata
+    if metadata.get("papermill", {}).get("exception") or RECORD_KEY not in metadata:
+        return None
+    return ExecutionRecord(**metadata[RECORD_KEY])
 
 
 def newest_library_change() -> float:
@@ -229,7 +396,9 @@ def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
         print(f"[{profile}] executing {relative} ...", flush=True)
         try:
             execute_chapter(source, target, plan[source])
-            print(f"[{profile}] {relative}: done in {time.perf_counter() - started:.0f} s", flush=True)
+            seconds = time.perf_counter() - started
+            write_record(target, execution_record(profile, device, seconds))
+            print(f"[{profile}] {relative}: done in {seconds:.0f} s", flush=True)
         except Exception as error:  # papermill keeps the partly executed notebook for inspection
             failures.append(str(relative))
             print(f"[{profile}] {relative}: FAILED ({type(error).__name__}: {str(error)[-2000:]})", flush=True)
@@ -251,17 +420,108 @@ def static_is_stale(site: Path) -> bool:
                for source, copy in zip(sources, copies))
 
 
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def status_row(chapter: Path, record: ExecutionRecord | None) -> str:
+    link = f"{{doc}}`/{chapter.relative_to(REPO_ROOT).with_suffix('').as_posix()}`"
+    if record is None:
+        return f"| {link} | not executed | | | | |"
+    date = record.date.replace("T", " ")[:16]
+    return (f"| {link} | {record.profile} | {record.device} | {format_duration(record.wall_time_s)} | "
+            f"{date} | `{record.library_fingerprint[:12]}` |")
+
+
+def status_table(site: Path) -> str:
+    """The execution-status table: one row per notebook chapter of ``_toc.yml``, read from its record."""
+    header = ["| Chapter | Profile | Device | Wall time | Executed (UTC) | Library fingerprint |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    chapters = [chapter for chapter in toc_chapters() if chapter.exists() and is_notebook(chapter)]
+    records = [read_record(site / chapter.relative_to(REPO_ROOT).with_suffix(".ipynb")) for chapter in chapters]
+    return "\n".join(header + [status_row(chapter, record) for chapter, record in zip(chapters, records)])
+
+
+def write_status_page(site: Path) -> None:
+    """Stage the execution-status page: its prose from ``book/``, then the table generated from the records."""
+    source = REPO_ROOT / f"{STATUS_PAGE}.md"
+    if source not in toc_chapters():
+        return
+    text = f"{source.read_text().rstrip()}\n\n{status_table(site)}\n"
+    target = site / f"{STATUS_PAGE}.md"
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+
+
+def place_downloads(site: Path) -> None:
+    """Put each chapter's executed ``.ipynb`` and MyST source next to its HTML page.
+
+    Also ``environment.yml`` at the site's root (Binder builds it from the published
+    branch) and ``.nojekyll`` (GitHub Pages would hide folders starting with ``_``).
+    """
+    html = site / "_build" / "html"
+    for chapter in toc_chapters():
+        if not (chapter.exists() and is_notebook(chapter)):
+            continue
+        relative = chapter.relative_to(REPO_ROOT)
+        executed = site / relative.with_suffix(".ipynb")
+        if executed.exists():
+            shutil.copy2(executed, html / relative.with_suffix(".ipynb"))
+        shutil.copy2(chapter, html / relative)
+    shutil.copy2(REPO_ROOT / "environment.yml", html / "environment.yml")
+    (html / ".nojekyll").touch()
+
+
+def add_myst_download(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Offer the chapter's MyST source in the page's download menu, after the executed ``.ipynb``."""
+    source = REPO_ROOT / f"{pagename}.md"
+    if not (source.exists() and is_notebook(source)):
+        return
+    button = {"type": "link", "url": context["pathto"](f"{pagename}.md", 1), "text": ".md",
+              "icon": "fas fa-file-lines", "tooltip": "Download the MyST source", "label": "download-myst-button"}
+    for group in context.get("header_buttons", []):
+        if group.get("label") == "download-buttons":
+            group["buttons"].insert(1, button)
+
+
+def default_theme_mode(app: Any, config: Any) -> None:
+    """Start in the theme's ``auto`` mode (the reader's system setting).
+
+    sphinx-book-theme leaves pydata-sphinx-theme's ``default_mode`` (a template variable)
+    empty, which its script rejects with a console error ("Got invalid theme mode") on every
+    page.
+    """
+    config.html_context.setdefault("default_mode", "auto")
+
+
+def setup(app: Any) -> dict[str, bool]:
+    """Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``): the MyST source download."""
+    app.connect("config-inited", default_theme_mode)
+    app.connect("html-page-context", add_myst_download, priority=600)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
 def build(profile: str) -> Path:
     """Render the executed notebooks of ``profile`` to HTML; returns the index page."""
     site = site_dir(profile)
     if not (site / "_toc.yml").exists():
         raise FileNotFoundError(f"nothing executed for profile {profile!r} yet: run `python -m lib.run execute "
                                 f"--profile {profile}` first")
+    stage_static(site)
+    fill_install_cells(site, install_source(book_config()))
+    write_status_page(site)
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site), "--builder", "html",
                "-W", "--keep-going"]
     if static_is_stale(site):
         command.append("--all")
     subprocess.run(command, check=True)
+    place_downloads(site)
     index = site / "_build" / "html" / "index.html"
     print(f"HTML book: {index}")
     return index
