@@ -7,12 +7,15 @@ where it is 0 (``ZR``) and where it is >= t for every stored threshold t (``HR``
 then discards almost every reference point with one or two word operations, and survivors
 get an exact early-exit scan.
 
-Floats off the 8-bit grid use the same filter on ``k = rint(255 x)`` (computed in float64):
-``|k_a - k_b| <= 255 |a - b| + 1 + 2**-43``, so an integer distance ``>= floor(255 f + 1e-6)
-+ 2`` proves a float64 distance ``>= f``. With ``f`` the best float64 distance so far, such a
-reference cannot improve the result (ties go to the smallest index, visited first). Survivors
-get an integer early-exit scan at the same bound, then the exact float64 maximum of correctly
-rounded differences, which does not depend on the order of operations: the result is
+Floats off the 8-bit grid use the same filter on exact bucket codes
+(:func:`lib.separation.kernels.bucket_codes`): code k means ``B[k] <= x < B[k+1]`` for 256
+increasing float64 boundaries spanning the data, and ``zmax`` is the largest value with code 0.
+With f the best float64 distance so far: a reference value of code 0 is <= zmax, so a query
+value with ``fl(q - zmax) >= f`` proves ``fl(q - r) >= f`` (rounding is monotone); a query
+value of code 0 against a reference code >= b, the smallest code with ``fl(B[b] - zmax) >= f``,
+proves the same. Such a reference cannot improve the result (ties go to the smallest index,
+visited first). Survivors get an early-exit float64 scan in the working order; the maximum of
+correctly rounded differences does not depend on the order of operations, so the result is
 bit-identical to a float64 brute force.
 """
 
@@ -22,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from lib.separation.kernels import CHUNK, SCAN, TILE, absdiff, gather_columns, linf_float_row
+from lib.separation.kernels import CHUNK, SCAN, TILE, absdiff, gather_columns
 
 BIT_WORDS = 8  # at most this many 64-bit words of bitset filter (the 512 most variable coordinates)
 BIT_BUDGET = 1 << 28  # bytes of threshold bitsets at most
@@ -45,12 +48,40 @@ def _threshold_words(Q, q, W, D, tt, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def float_bound(f, levels, sentinel):  # pragma: no cover - compiled
-    """Integer distance on rint(levels x) that proves a float64 distance >= f (module doc)."""
-    scaled = f * levels
-    if scaled >= sentinel:
-        return sentinel
-    return min(sentinel, np.int64(np.floor(scaled + 1e-6)) + 2)
+def _code_bound(gaps, f, sentinel):  # pragma: no cover - compiled
+    """The smallest code b with ``gaps[b] = fl(B[b] - zmax) >= f`` (sentinel: none)."""
+    return min(sentinel, np.searchsorted(gaps, f))
+
+
+@njit(cache=True, inline="always")
+def _float_words(QF, qr, order, W, D, zmax, f, out):  # pragma: no cover - compiled
+    """Bits j (of the first 64*W working coordinates) where fl(QF[qr, order[j]] - zmax) >= f."""
+    for w in range(W):
+        word = np.uint64(0)
+        for bit in range(64):
+            j = w * 64 + bit
+            if j < D and np.float64(QF[qr, order[j]]) - zmax >= f:
+                word |= np.uint64(1) << np.uint64(bit)
+        out[w] = word
+
+
+@njit(cache=True, inline="always")
+def _float_scan(QF, qr, RF, r, order, bound):  # pragma: no cover - compiled
+    """max_j |QF[qr, j] - RF[r, j]| (float64) in the working order, stopping once >= bound."""
+    D = order.shape[0]
+    m = 0.0
+    j = 0
+    while j < D:
+        stop = min(j + SCAN, D)
+        for jj in range(j, stop):
+            c = order[jj]
+            d = abs(np.float64(QF[qr, c]) - np.float64(RF[r, c]))
+            if d > m:
+                m = d
+        if m >= bound:
+            break
+        j = stop
+    return m
 
 
 @njit(cache=True, inline="always")
@@ -90,9 +121,18 @@ def _zero_words(Q, q, W, D, out):  # pragma: no cover - compiled
         out[w] = word
 
 
+@njit(cache=True, inline="always")
+def _query_words(Q, q, W, D, tvals, level, out, floats, QF, qr, order, zmax, f):  # pragma: no cover
+    """The query's threshold words for the current bound (integer or float mode)."""
+    if floats:
+        _float_words(QF, qr, order, W, D, zmax, f, out)
+    else:
+        _threshold_words(Q, q, W, D, tvals[level], out)
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def linf_bits_kernel(Q, QL, R, cols, RL, ZR, HR, tvals, tindex, tiles, best, arg,
-                     QF, qrows, RF, fbest):  # pragma: no cover - compiled
+                     QF, qrows, RF, order, gaps, zmax, fbest):  # pragma: no cover - compiled
     """L-infinity search with a bitset filter (exact): integer levels, or floats (module doc).
 
     Q (M, D) is in the working coordinate order (largest variance first). R (N, D) is either
@@ -102,16 +142,16 @@ def linf_bits_kernel(Q, QL, R, cols, RL, ZR, HR, tvals, tindex, tiles, best, arg
     r_j == 0 (or q_j == 0 and r_j >= t) then ||q - r||_inf >= t. With t = the smallest stored
     threshold >= the bound b (``tindex[b]``, -1 when there is none), such a reference is
     skipped after one or a few word operations. Integer mode (``QF`` has no rows): b is the
-    best distance so far, written to ``best``. Float mode: b = :func:`float_bound` of the best
-    float64 distance so far, survivors are decided on ``QF[qrows[q]]`` against ``RF[r]``
-    (original order) and the distances are written to ``fbest``.
+    best distance so far, written to ``best``. Float mode: Q and R hold bucket codes, b is
+    :func:`_code_bound` of the best float64 distance f so far, the query words test
+    ``fl(q - zmax) >= f``, survivors are decided on ``QF[qrows[q]]`` against ``RF[r]``
+    (original order, visited in the working order ``order``) and f is written to ``fbest``.
     """
     M, D = Q.shape
     W = ZR.shape[0]
     N = R.shape[0]
     floats = QF.shape[0] > 0
     sentinel = tindex.shape[0] - 1  # levels + 1: no candidate yet
-    levels = np.float64(sentinel - 1)
     for t in prange(tiles.shape[0]):
         i0, i1 = tiles[t, 0], tiles[t, 1]
         nt = i1 - i0
@@ -129,10 +169,11 @@ def linf_bits_kernel(Q, QL, R, cols, RL, ZR, HR, tvals, tindex, tiles, best, arg
             c1 = min(c0 + CHUNK, N)
             for k in range(nt):
                 q = i0 + k
+                qr = qrows[q] if floats else 0
                 b, f = bt[k], ft[k]
                 level = tindex[b]
                 if level >= 0:
-                    _threshold_words(Q, q, W, D, tvals[level], hq[k])
+                    _query_words(Q, q, W, D, tvals, level, hq[k], floats, QF, qr, order, zmax, f)
                     h0, z0 = hq[k, 0], zq[k, 0]
                 else:
                     level, h0, z0 = 0, np.uint64(0), np.uint64(0)
@@ -159,21 +200,21 @@ def linf_bits_kernel(Q, QL, R, cols, RL, ZR, HR, tvals, tindex, tiles, best, arg
                                     break
                         if pruned:
                             continue
-                        m = _int_scan(Q, q, R, r, cols, b)
-                        if m >= b:
-                            continue
                         if floats:
-                            fm = linf_float_row(QF, qrows[q], RF, r, f)
+                            fm = _float_scan(QF, qr, RF, r, order, f)
                             if fm >= f:
                                 continue
                             f = fm
-                            b = float_bound(f, levels, sentinel)
+                            b = _code_bound(gaps, f, sentinel)
                         else:
+                            m = _int_scan(Q, q, R, r, cols, b)
+                            if m >= b:
+                                continue
                             b = m
                         at[k] = r
                         level = tindex[b]
                         if level >= 0:
-                            _threshold_words(Q, q, W, D, tvals[level], hq[k])
+                            _query_words(Q, q, W, D, tvals, level, hq[k], floats, QF, qr, order, zmax, f)
                             h0, z0 = hq[k, 0], zq[k, 0]
                         else:
                             level, h0, z0 = 0, np.uint64(0), np.uint64(0)
@@ -255,7 +296,8 @@ def tiles_of(sorted_labels: np.ndarray, size: int = TILE) -> np.ndarray:
     return np.asarray(tiles, dtype=np.int64).reshape(-1, 2)
 
 
-_NO_FLOATS = (np.empty((0, 0)), np.empty(0, dtype=np.int64), np.empty((0, 0)))
+_NO_FLOATS = (np.empty((0, 0)), np.empty(0, dtype=np.int64), np.empty((0, 0)), np.empty(0, dtype=np.int64),
+              np.empty(0), 0.0)  # integer mode: (QF, qrows, RF, order, gaps, zmax) unused
 
 
 def _run(query, labels, R, R_labels, cols, head, words, thresholds, levels, floats=_NO_FLOATS):
@@ -300,9 +342,9 @@ def linf_bits_search(query: np.ndarray, query_labels: np.ndarray, ref: np.ndarra
     working coordinate order ``order``; ``ref`` (uint8) in its original order (copied into the
     working order for many queries, read through the column map otherwise).
 
-    ``floats`` = (QF, qrows, RF): decide on these float arrays (original order, query row
-    ``qrows[q]``) with ``query``/``ref`` their rounded levels as the filter. Returns (integer
-    best or bound, index, float64 best or None).
+    ``floats`` = (QF, qrows, RF, order, gaps, zmax): decide on these float arrays (original
+    order, query row ``qrows[q]``) with ``query``/``ref`` their bucket codes as the filter
+    (:func:`linf_bits_kernel`). Returns (integer best or bound, index, float64 best or None).
 
     The filter needs every threshold near the final distances, but the bitsets cost T * W * N
     words, so a sample pass (:func:`_low_threshold`) tells where the distances lie and the main

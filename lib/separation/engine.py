@@ -17,6 +17,7 @@ import numpy as np
 from lib.separation.bitsets import linf_bits_search, tiles_of
 from lib.separation.kernels import (
     HEAD,
+    bucket_codes,
     column_variance,
     gather_columns,
     l2_float_kernel,
@@ -46,19 +47,44 @@ def _gathered(src: np.ndarray, rows: np.ndarray, order: np.ndarray, dtype: type)
     return out
 
 
-def _linf_search(ref: Prepared, ref_labels, query: Prepared, labels_sorted, q_order, order, integer: bool):
-    """L-infinity on levels <= 255 (exact integers) or floats (the levels filter, float64 decisions)."""
-    ref_ints = ref.ints if integer else ref.filter_ints()
-    query_ints = query.ints if integer else query.filter_ints()
-    levels = ref.levels if integer else FILTER_LEVELS
+def _float_codes(ref: Prepared, query: Prepared) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Bucket codes of both inputs and the float-mode arguments (QF, RF, gaps, zmax) of
+    :func:`lib.separation.bitsets.linf_bits_kernel`."""
+    ref_f, query_f = ref.as_float(), query.as_float()
+    low = min(float(ref_f.min()), float(query_f.min()))  # one range for both: comparable codes
+    high = max(float(ref_f.max()), float(query_f.max()))
+    ref_codes = np.empty(ref_f.shape, dtype=np.uint8)
+    ref_min, zmax = bucket_codes(ref_f, low, high, ref_codes)
+    if query is ref:
+        query_codes = ref_codes
+    else:
+        query_codes = np.empty(query_f.shape, dtype=np.uint8)
+        zmax = max(zmax, bucket_codes(query_f, low, high, query_codes)[1])
+    # A reference of code >= b is >= the smallest reference value of code >= b.
+    floor = np.minimum.accumulate(ref_min[::-1])[::-1]
+    gaps = np.where(np.isfinite(floor), floor - zmax, np.inf)
+    gaps[0] = -np.inf
+    return ref_codes, query_codes, (query_f, ref_f, gaps, float(zmax))
+
+
+def _linf_search(ref: Prepared, ref_labels, query: Prepared, labels_sorted, q_order, integer: bool):
+    """L-infinity on levels <= 255 (exact integers) or floats (bucket-code filter, float64 decisions)."""
+    if integer:
+        ref_ints, query_ints, floats = ref.ints, query.ints, None
+    else:
+        ref_ints, query_ints, (query_f, ref_f, gaps, zmax) = _float_codes(ref, query)
+    order = _working_order(ref_ints)
     query_sorted = _gathered(query_ints, q_order, order, np.int16)
-    floats = None if integer else (query.as_float(), q_order.astype(np.int64), ref.as_float())
+    if not integer:
+        floats = (query_f, q_order.astype(np.int64), ref_f, order, gaps, zmax)
+    levels = ref.levels if integer else FILTER_LEVELS
     best, arg, fbest = linf_bits_search(query_sorted, labels_sorted, ref_ints, ref_labels, levels, order, floats)
     return (best if integer else fbest), arg
 
 
-def _scan_search(ref: Prepared, ref_labels, query: Prepared, labels_sorted, q_order, order, p, integer):
+def _scan_search(ref: Prepared, ref_labels, query: Prepared, labels_sorted, q_order, p, integer):
     """Head-pass kernels: integers on fine grids (L-inf, L2) and float L2."""
+    order = _working_order(ref.ints)
     work = np.int64 if integer else np.float64
     ref_data = ref.ints if integer else ref.as_float()
     query_data = query.ints if integer else query.as_float()
@@ -83,13 +109,12 @@ def numba_search(ref: Prepared, ref_labels: np.ndarray, query: Prepared, query_l
                  p: float) -> tuple[np.ndarray, np.ndarray]:
     """Raw results (module doc) and the index into ref (-1: no reference of another label)."""
     integer = integer_pair(ref, query)
-    order = _working_order(ref.ints if integer else ref.filter_ints())
     q_order = np.argsort(query_labels, kind="stable")  # tiles of same-label queries
     labels_sorted = np.ascontiguousarray(query_labels[q_order])
     if p == math.inf and (not integer or ref.levels <= 255):
-        best, arg = _linf_search(ref, ref_labels, query, labels_sorted, q_order, order, integer)
+        best, arg = _linf_search(ref, ref_labels, query, labels_sorted, q_order, integer)
     else:
-        best, arg = _scan_search(ref, ref_labels, query, labels_sorted, q_order, order, p, integer)
+        best, arg = _scan_search(ref, ref_labels, query, labels_sorted, q_order, p, integer)
     out_best = np.empty(len(query), dtype=best.dtype)
     out_arg = np.empty(len(query), dtype=np.int64)
     out_best[q_order] = best

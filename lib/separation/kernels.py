@@ -89,23 +89,41 @@ def column_variance(data, step):  # pragma: no cover - compiled
     return s2 * count - s1 * s1
 
 
-@njit(cache=True, inline="always")
-def linf_float_row(QF, qr, RF, r, bound):  # pragma: no cover - compiled
-    """max_j |QF[qr, j] - RF[r, j]| in float64 (correctly rounded differences), stopping
-    early once it reaches ``bound``. The maximum does not depend on the order of operations."""
-    d = QF.shape[1]
-    m = 0.0
-    j = 0
-    while j < d:
-        stop = min(j + 4 * SCAN, d)
-        for jj in range(j, stop):
-            diff = abs(np.float64(QF[qr, jj]) - np.float64(RF[r, jj]))
-            if diff > m:
-                m = diff
-        if m >= bound:
-            break
-        j = stop
-    return m
+CODE_BLOCK = 512  # rows per parallel task of the bucket coder
+
+
+@njit(parallel=True, cache=True)
+def bucket_codes(flat, low, high, out):  # pragma: no cover - compiled
+    """Codes of float data on an even grid of 256 values from ``low`` to ``high`` (the data's
+    range): out = clip(int((x - low) * 255 / (high - low) + 0.5), 0, 255). Any deterministic
+    coding is sound for the filter, which relies only on the exact statistics returned: the
+    smallest value of each code (inf when absent) and the largest value of code 0."""
+    n, d = flat.shape
+    scale = 255.0 / (high - low) if high > low else 0.0
+    blocks = (n + CODE_BLOCK - 1) // CODE_BLOCK
+    mins = np.full((blocks, 256), np.inf)
+    zmax = np.full(blocks, -np.inf)
+    for blk in prange(blocks):
+        lo = np.full(256, np.inf)  # thread-local statistics, written once per block
+        top = -np.inf
+        for i in range(blk * CODE_BLOCK, min(n, (blk + 1) * CODE_BLOCK)):
+            dst = out[i]
+            row = flat[i]
+            for j in range(d):
+                dst[j] = min(255, np.int32((np.float64(row[j]) - low) * scale + 0.5))
+            for j in range(d):
+                x = np.float64(row[j])
+                k = dst[j]
+                if x < lo[k]:
+                    lo[k] = x
+                if k == 0 and x > top:
+                    top = x
+        mins[blk] = lo
+        zmax[blk] = top
+    code_min = np.empty(256)
+    for k in range(256):
+        code_min[k] = mins[:, k].min()
+    return code_min, zmax.max()
 
 
 @njit(cache=True, inline="always")

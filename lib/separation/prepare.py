@@ -21,7 +21,7 @@ from lib.distances import check_p
 from lib.separation.kernels import grid_levels_kernel
 
 BACKENDS = ("auto", "numba", "torch")
-FILTER_LEVELS = 255  # grid of the rounded copy that filters off-grid floats (uint8)
+FILTER_LEVELS = 255  # largest code of the filter of off-grid floats (uint8)
 
 # status bits of the fused pass
 _OFF_GRID, _OUTSIDE = 1, 2
@@ -32,7 +32,7 @@ class Prepared:
     """One flattened input in the engine's working representation.
 
     ``ints`` (N, D): exact levels ``k`` (distance = k / ``levels``) when ``on_grid``; otherwise
-    ``rint(x * FILTER_LEVELS)``, a filter only. ``floats``: the values as the user gave them
+    ``rint(x * levels)``, used only to order the coordinates. ``floats``: the values as the user gave them
     (float32/float64, read as float64) for float inputs, else None (integers: ``ints / levels``).
     """
 
@@ -54,12 +54,6 @@ class Prepared:
         if self.floats is not None:
             return self.floats
         return self.ints.astype(np.float64) / float(self.levels)
-
-    def filter_ints(self) -> np.ndarray:
-        """uint8 levels on the FILTER_LEVELS grid (exact on the grid, rounded off it)."""
-        if self.levels == FILTER_LEVELS and self.ints.dtype == np.uint8:
-            return self.ints
-        return _fused_pass(np.ascontiguousarray(self.as_float()), FILTER_LEVELS, "points")[0]
 
 
 def check_norm(p: Any) -> float:
