@@ -272,6 +272,59 @@ def training_flops(profile: str, dataset: str, input_shape: tuple[int, ...], tra
     return 6.0 * forward_macs(model, input_shape) * passes * images
 
 
+CLAIMS: dict[str, tuple[str, str]] = {
+    "robust_more_adv_acc": ("every robust method (AT, RST, TRADES) has a higher adversarial test accuracy than "
+                            "every other method", "adversarial test accuracy"),
+    "robust_lower_lipschitz": ("every robust method has a lower test local Lipschitz constant than every other "
+                               "method", "test local Lipschitz constant"),
+    "robust_larger_adv_gap": ("every robust method has a larger adversarial gap (adversarial train minus test "
+                              "accuracy) than every other method", "adversarial gap"),
+    "robust_larger_gap_than_natural": ("every robust method has a larger clean gap than natural training",
+                                       "clean gap"),
+}
+"""The paper's claims of §5.1, each as the sentence a table either supports or does not."""
+
+
+def claim_sentences(verdict: dict[str, bool], dataset: str) -> str:
+    """Markdown bullets: each claim with whether this run's table supports it."""
+    lines = []
+    for key, (claim, column) in CLAIMS.items():
+        status = "**holds**" if verdict[key] else f"**does not hold** here (see the {column} column)"
+        lines.append(f"- {dataset}: {claim}: {status}.")
+    return "\n".join(lines)
+
+
+ASSUMED_GPU_TFLOPS = 10.0
+"""Achieved training throughput assumed for one H100 on these small networks (TFLOP/s): about
+1 % of its dense bf16 peak, because 28x28 convolutions at batch 128 are bound by kernel
+launches, not arithmetic. An assumption to be replaced by the first measured GPU run."""
+
+
+def evaluation_passes(profile: str, dataset: str, train_size: int, test_size: int) -> float:
+    """Forward-backward passes of evaluating one network (an upper bound: every point attacked in full)."""
+    p = get_profile(profile)
+    e, t = p.defenses.evaluation, dataset_settings(p, dataset).train
+    attack = e.attack_steps + 1
+    aa = 100 + 9 * 100 + 2 * 9 * 100 + 5000 / 3 if e.autoattack_standard else \
+        e.autoattack_iterations * (1 + e.autoattack_targets)
+    return ((t.train_size or train_size) + test_size) / 3 + attack * (e.adv_train_size + (e.adv_test_size or test_size)) \
+        + attack * e.autoattack_size + e.autoattack_size * aa \
+        + e.lipschitz_size * (e.lipschitz_steps * e.lipschitz_restarts + 11) + 4 * t.epochs * e.monitor_size * attack
+
+
+def gpu_estimate(profile: str, dataset: str, input_shape: tuple[int, ...], train_size: int, test_size: int,
+                 tflops: float = ASSUMED_GPU_TFLOPS) -> dict[str, float]:
+    """Estimated PFLOPs and seconds of the profile's whole grid on ``dataset`` at ``tflops``."""
+    t = dataset_settings(get_profile(profile), dataset).train
+    model = build_model(t.model, in_channels=input_shape[0], image_size=input_shape[-1], depth=t.depth, width=t.width)
+    per_pass = 6.0 * forward_macs(model, input_shape)
+    runs = len(get_profile(profile).defenses.runs)
+    train = training_flops(profile, dataset, input_shape, train_size)
+    evaluation = runs * per_pass * evaluation_passes(profile, dataset, train_size, test_size)
+    return {"train_pflop": train / 1e15, "eval_pflop": evaluation / 1e15,
+            "seconds": (train + evaluation) / (tflops * 1e12), "runs": runs}
+
+
 # --------------------------------------------------------------------------- command line
 
 

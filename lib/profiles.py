@@ -192,7 +192,7 @@ _GPU_DEFENSES = DefensesSettings(
               DefenseDataset("cifar10", _GPU_WRN), DefenseDataset("svhn", _GPU_WRN)),
     runs=_SWEEP,
     evaluation=DefenseEvaluation(
-        adv_train_size=10_000, adv_test_size=None, attack_steps=10, autoattack_size=500,
+        adv_train_size=10_000, adv_test_size=None, attack_steps=10, autoattack_size=200,
         autoattack_iterations=100, autoattack_standard=True, autoattack_targets=9, lipschitz_size=1_000, lipschitz_steps=50,
         lipschitz_restarts=2, monitor_size=1_000,
     ),

@@ -44,10 +44,12 @@ def test_the_inner_attacks_stay_in_the_ball_and_the_box(eps):
     model, (x, y) = smooth_model(), batch(dtype=torch.float64)
     x[0] = 0.0  # points on the box's faces: projection must clip to [0, 1] too
     x[1] = 1.0
-    for x_adv in (AT(eps=eps).attack(model, x, y), TRADES(eps=eps).attack(model, x)):
+    attacks = (AT(eps=eps).attack(model, x, y), AT(eps=eps, steps=0).attack(model, x, y),
+               TRADES(eps=eps).attack(model, x))
+    for x_adv in attacks:
         assert (x_adv - x).abs().max() <= eps + 1e-12
         assert x_adv.min() >= 0 and x_adv.max() <= 1
-        assert (x_adv - x).abs().max() > 0.9 * eps  # it moved: the attack is not a no-op
+        assert (x_adv - x).abs().max() > 0.5 * eps  # it moved: the attack is not a no-op
 
 
 class Bowl(nn.Module):

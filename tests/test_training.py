@@ -97,6 +97,17 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path):
     assert history.loss == reference_history.loss
 
 
+def test_measuring_after_each_epoch_does_not_change_the_training():
+    x, y = blobs()
+    plain = fresh_model()  # seeds the global generator that AT's random starts draw from
+    train(plain, x, y, SETTINGS, objective=AT(eps=0.1, steps=2), seed=5)
+    monitored = fresh_model()
+    history = train(monitored, x, y, SETTINGS, objective=AT(eps=0.1, steps=2), seed=5,
+                    monitor=lambda model, epoch: {"noise": float(torch.rand(1)), "acc": accuracy(model, x, y)})
+    assert same(weights(plain), weights(monitored))
+    assert len(history.metrics) == SETTINGS.epochs and history.metrics[0]["noise"] != history.metrics[1]["noise"]
+
+
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})

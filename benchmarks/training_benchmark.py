@@ -1,0 +1,135 @@
+"""Images per second of the book's training and evaluation beside a minimal plain-PyTorch loop.
+
+For natural, AT (PGD-10) and TRADES training and PGD-20 evaluation, it times the book's
+code (lib.training.train with the lib.objectives records, lib.attacks.robust_accuracy)
+and a minimal loop written here with plain PyTorch doing the same work on the same data,
+and prints the library's overhead as a ratio (target <= 1.1). Each figure is the best of
+``--repeat`` runs (timings are noisy on shared machines). Runs on the CPU and, when
+present, on CUDA.
+
+    .venv/bin/python benchmarks/training_benchmark.py --images 1024 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.attacks import robust_accuracy
+from lib.models import build_model
+from lib.objectives import AT, TRADES, Natural
+from lib.profiles import Optimizer, TrainSettings
+from lib.training import train
+
+EPS = 0.1
+
+
+def plain_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, gain: Callable) -> torch.Tensor:
+    """PGD in eval mode: uniform start, signed steps of eps/5, clipped to the ball and [0, 1]."""
+    model.eval()
+    x_adv = (x + torch.empty_like(x).uniform_(-EPS, EPS)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(gain(x_adv), x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + EPS / 5 * grad.sign(), x - EPS), x + EPS).clamp(0, 1)
+    model.train()
+    return x_adv.detach()
+
+
+def plain_loss(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if method == "natural":
+        return F.cross_entropy(model(x), y)
+    if method == "at":
+        x_adv = plain_pgd(model, x, y, 10, lambda z: F.cross_entropy(model(z), y, reduction="sum"))
+        return F.cross_entropy(model(x_adv), y)
+    with torch.no_grad():
+        model.eval()
+        target = F.softmax(model(x), dim=1)
+    start = x + 0.001 * torch.randn_like(x)
+    x_adv = plain_pgd(model, start.clamp(0, 1), y, 10,
+                      lambda z: F.kl_div(F.log_softmax(model(z), dim=1), target, reduction="sum"))
+    logits = model(x)
+    kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
+    return F.cross_entropy(logits, y) + 3.0 * kl
+
+
+def plain_train(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(x.device)
+    model.train()
+    for start in range(0, len(x), batch):
+        index = order[start:start + batch]
+        loss = plain_loss(method, model, x[index], y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def plain_pgd20_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    correct = 0
+    for start in range(0, len(x), batch):
+        xb, yb = x[start:start + batch], y[start:start + batch]
+        x_adv = plain_pgd(model, xb, yb, 20, lambda z: F.cross_entropy(model(z), yb, reduction="sum"))
+        with torch.no_grad():
+            correct += int((model.eval()(x_adv).argmax(1) == yb).sum())
+    return correct / len(x)
+
+
+def best_rate(work: Callable[[], object], images: int, repeat: int, device: torch.device) -> float:
+    """Images per second of the fastest of ``repeat`` runs of ``work``."""
+    times = []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return images / min(times)
+
+
+def bench(device: torch.device, model_name: str, images: int, batch: int, repeat: int) -> list[tuple[str, float, float]]:
+    torch.manual_seed(0)
+    x = torch.rand(images, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (images,), device=device)
+    settings = TrainSettings(model=model_name, train_size=None, epochs=1, batch_size=batch,
+                             optimizer=Optimizer.ADAM, lr=1e-3)
+    fresh = lambda: build_model(model_name).to(device)  # noqa: E731
+    rows = []
+    for name, objective in (("natural", Natural()), ("at", AT(eps=EPS)), ("trades", TRADES(beta=3.0, eps=EPS))):
+        n = images if name == "natural" else images // 4
+        book = best_rate(lambda: train(fresh(), x[:n], y[:n], settings, objective=objective), n, repeat, device)
+        plain = best_rate(lambda: plain_train(name, fresh(), x[:n], y[:n], batch), n, repeat, device)
+        rows.append((f"train {name}", book, plain))
+    model = fresh().eval()
+    n = images // 4
+    book = best_rate(lambda: robust_accuracy(model, x[:n], y[:n], EPS, steps=20, batch_size=256), n, repeat, device)
+    plain = best_rate(lambda: plain_pgd20_accuracy(model, x[:n], y[:n], 256), n, repeat, device)
+    rows.append(("eval PGD-20", book, plain))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=1024, help="training images (adversarial runs use a quarter)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--models", default="small,cnn002")
+    args = parser.parse_args()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print(f"{'device':<7}{'model':<8}{'work':<15}{'book img/s':>11}{'plain img/s':>12}{'ratio':>7}")
+    for device in devices:
+        for model_name in args.models.split(","):
+            for work, book, plain in bench(device, model_name, args.images, args.batch, args.repeat):
+                print(f"{device.type:<7}{model_name:<8}{work:<15}{book:11.0f}{plain:12.0f}{plain / book:7.2f}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
