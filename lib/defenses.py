@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from lib import datasets
-from lib.artifacts import artifact_root, load_or_compute
+from lib.artifacts import array_digest, artifact_root, load_or_compute
 from lib.evaluation import epoch_monitor, evaluate
 from lib.models import build_model
 from lib.objectives import METHODS, ROBUST_METHODS, Objective, make_objective, objective_key
 from lib.profiles import DefenseDataset, DefenseRun, Profile, get_profile, resolve_device
-from lib.training import load_or_train, tensor_digest
+from lib.training import load_or_train
 
 EPS: dict[str, float] = {**{name.value: eps for name, eps in datasets.PAPER_EPS.items()}, "fashion_mnist": 0.1}
 """Attack radius per dataset (L-infinity, [0, 1] scale): the paper's; Fashion-MNIST takes MNIST's."""
@@ -175,7 +175,7 @@ def run_job(job: Job, device: str = "auto", *, max_minutes: float | None = None)
     profile = get_profile(job.profile)
     config = {"job": job, "objective": objective_key(job.objective()), "evaluation": profile.defenses.evaluation,
               "train": dataset_settings(profile, job.dataset).train,
-              "data": tensor_digest(*datasets.load(job.dataset, "test").tensors())}
+              "data": array_digest(datasets.load(job.dataset, "test").images)}
     result = load_or_compute(f"defense-result-{job.dataset}-{job.slug}-{job.profile}", config,
                              lambda: {**_train_and_evaluate(job, resolved, max_minutes), "device": resolved.type},
                              seed=job.seed)

@@ -13,7 +13,6 @@ On a CPU a resumed run ends with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,16 +146,6 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     return float((predict(model, x, batch_size=batch_size) == y).float().mean())
 
 
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of the tensors' dtypes, shapes and bytes: artifact keys cover the data, not only its size."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        array = tensor.detach().cpu().contiguous().numpy()
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def build_for(settings: TrainSettings, x: torch.Tensor, num_classes: int) -> nn.Module:
     """A fresh ``settings.model`` for inputs shaped like ``x`` (N, C, H, W)."""
     return build_model(settings.model, in_channels=x.shape[1], image_size=x.shape[-1], num_classes=num_classes,
@@ -170,15 +159,16 @@ def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.
                   after_epoch: Callable[[int], None] | None = None) -> tuple[nn.Module, TrainHistory]:
     """Train ``settings.model`` on ``(x, y)`` or load the stored artifact of an identical run.
 
-    The artifact key covers the settings, the seed, a digest of ``(x, y)``, the objective's
+    The artifact key covers the settings, the seed, the digests of ``x`` and ``y``, the objective's
     method and every hyper-parameter (:func:`lib.objectives.objective_key`), what the
     monitor measures (``monitor_config``) and the library source. An unfinished run
     resumes from its checkpoint (``<artifacts>/checkpoints/``); ``after_epoch`` may stop
     it by raising (see :func:`train`). The weights are stored on the CPU and moved to ``device``.
     """
-    config = {"settings": settings, "seed": seed, "data": tensor_digest(x, y), "input_shape": tuple(x.shape[1:]),
-              "num_classes": num_classes, "objective": objective_key(objective), "monitor": monitor_config}
-    checkpoint = artifact_root() / "checkpoints" / f"{name}-{artifact_key(name, config)}.pt"
+    config = {"settings": settings, "seed": seed, "num_classes": num_classes, "objective": objective_key(objective),
+              "monitor": monitor_config}
+    inputs = {"x": x, "y": y}
+    checkpoint = artifact_root() / "checkpoints" / f"{name}-{artifact_key(name, config, inputs)}.pt"
 
     def fit() -> dict:
         torch.manual_seed(seed)
@@ -187,7 +177,7 @@ def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.
                         checkpoint=checkpoint, monitor=monitor, after_epoch=after_epoch)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
 
-    stored = load_or_compute(name, config, fit, seed=seed)
+    stored = load_or_compute(name, config, fit, seed=seed, inputs=inputs)
     checkpoint.unlink(missing_ok=True)
     model = build_for(settings, x, num_classes)
     model.load_state_dict(stored["state_dict"])

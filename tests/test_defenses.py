@@ -170,7 +170,7 @@ def test_train_prints_and_stores_the_documented_keys_and_table_reads_them(monkey
             "device": "cpu"}
     monkeypatch.setattr(defenses, "load_or_compute", lambda name, config, compute, seed=None: fake)
     monkeypatch.setattr(defenses.datasets, "available", lambda name: True)
-    monkeypatch.setattr(defenses, "tensor_digest", lambda *t: "digest")
+    monkeypatch.setattr(defenses, "array_digest", lambda *t: "digest")
     monkeypatch.setattr(defenses.datasets, "load", lambda *a, **k: defenses.datasets.ImageData(
         "mnist", "test", torch.zeros(1, 1, 2, 2, dtype=torch.uint8).numpy(), torch.zeros(1).long().numpy(), 255, ()))
     assert defenses.main(["train", "--dataset", "mnist", "--method", "trades", "--set", "beta=1", "--device", "cpu"]) == 0
