@@ -177,7 +177,7 @@ def half_separation(X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, 
 Radius = float | Fraction
 
 
-def _exact_radius(rho: Radius) -> Fraction:
+def exact_radius(rho: Radius) -> Fraction:
     """``rho`` as an exact rational.
 
     A float that prints as a decimal of at most 15 significant digits is read as that
@@ -226,7 +226,7 @@ def certified_mask(own: np.ndarray, other: np.ndarray, rho: Radius, ball: Ball =
     """
     if levels is not None:
         gap = grid_units(other, levels) - grid_units(own, levels)
-        threshold = 2 * _exact_radius(rho) * levels
+        threshold = 2 * exact_radius(rho) * levels
         bound = math.floor(threshold) if ball == "closed" else math.ceil(threshold)
         return gap > bound if ball == "closed" else gap >= bound
     excess = (np.asarray(other, np.float64) - np.asarray(own, np.float64)) - 2 * float(rho)

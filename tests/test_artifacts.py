@@ -83,10 +83,11 @@ def test_inputs_join_the_key_so_changed_data_misses_the_cache(tmp_path, monkeypa
     artifacts.load_or_compute("toy", config, compute, inputs={"X": X.astype(np.float32), "y": y})
     artifacts.load_or_compute("toy", config, compute, inputs={"X": X.reshape(3, 4), "y": y})
     artifacts.load_or_compute("toy", config, compute, inputs={"X": X, "y": y[::-1].copy()})
-    assert len(calls) == 5  # every change of values, dtype, shape or labels recomputes
+    artifacts.load_or_compute("toy", config, compute, inputs={"X": X.view(np.int64), "y": y})  # same bytes
+    assert len(calls) == 6  # every change of values, dtype, shape or labels recomputes
     torch_hit = artifacts.load_or_compute("toy", config, compute,
                                           inputs={"X": torch.from_numpy(X), "y": torch.from_numpy(y)})
-    assert torch_hit == first and len(calls) == 5  # the same arrays as torch tensors: a hit
+    assert torch_hit == first and len(calls) == 6  # the same arrays as torch tensors: a hit
     meta = artifacts.read_meta("toy", config, inputs={"X": X, "y": y})
     assert meta["inputs"] == {"X": artifacts.array_digest(X), "y": artifacts.array_digest(y)}
 

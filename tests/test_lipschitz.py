@@ -159,3 +159,21 @@ def test_faithful_mode_equals_the_authors_loop_at_a_fixed_seed():
     torch.manual_seed(3)
     start = authors_search(model, X, 0.1, steps=0)
     assert np.abs(ours - start).max() > 1e-6  # ten steps do move the ratio (not the start)
+
+
+def test_the_estimate_is_computed_in_eval_mode():
+    class TrainModeTrap(nn.Module):
+        """Linear in eval mode; in train mode it refuses (dropout or batch norm would change f)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear(4, 2)
+
+        def forward(self, x):
+            assert not self.training, "evaluated in train mode"
+            return self.linear(x)
+
+    model = TrainModeTrap().train()
+    for faithful in (True, False):
+        ratios = local_lipschitz(model, interior_points(5, 4), 0.1, faithful=faithful)
+        assert np.isfinite(ratios).all() and model.training

@@ -6,6 +6,8 @@ labelled axes, equal aspect for 2-D pictures. Every function returns the figure.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.collections import PatchCollection
@@ -140,20 +142,27 @@ def plot_lipschitz(rows: dict[str, dict]) -> Figure:
     return fig
 
 
-def plot_mnist_margins(own: np.ndarray, other: np.ndarray, correct: np.ndarray, eps: float, r: float) -> Figure:
+def plot_mnist_margins(own: np.ndarray, other: np.ndarray, correct: np.ndarray, tied: np.ndarray,
+                       eps: float, r: float, *, levels: int = 255) -> Figure:
     """Test points: distance to the own class against distance to the nearest other class.
 
-    Certified at eps exactly above the line ``d_other = d_own + 2 eps``; the reference set
-    itself would sit on the vertical axis, above ``2r``.
+    Points are drawn as correct, tied (several classes equally near: an abstention, whatever
+    ``argmin`` answers) or misclassified. Certified at eps exactly above the line
+    ``d_other = d_own + 2 eps``; the reference set itself would sit on the vertical axis,
+    above ``2r``. The histogram has one bin per grid unit ``1/levels`` (distances between
+    8-bit images are multiples of 1/255), with edges half-way between units, so the
+    certified bins are exactly those right of the ``2 eps`` edge.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    from lib.theory import exact_radius
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
     ax = axes[0]
     rng = np.random.default_rng(0)  # jitter: distances sit on the 1/255 grid
-    jitter = lambda n: rng.uniform(-0.5, 0.5, n) / 255  # noqa: E731
-    ax.scatter(own[correct] + jitter(correct.sum()), other[correct] + jitter(correct.sum()), s=4,
-               color=OKABE_ITO[4], alpha=0.5, label="classified correctly")
-    ax.scatter(own[~correct] + jitter((~correct).sum()), other[~correct] + jitter((~correct).sum()), s=4,
-               color=OKABE_ITO[5], alpha=0.5, label="misclassified (or tie)")
+    groups = (("correct", correct & ~tied, OKABE_ITO[4]), ("tie (abstention)", tied, OKABE_ITO[0]),
+              ("misclassified", ~correct & ~tied, OKABE_ITO[5]))
+    for label, mask, color in groups:
+        jitter = rng.uniform(-0.5, 0.5, (2, int(mask.sum()))) / levels
+        ax.scatter(own[mask] + jitter[0], other[mask] + jitter[1], s=4, color=color, alpha=0.5, label=label)
     line = np.linspace(0, 1, 101)
     ax.plot(line, line + 2 * eps, color="black", linewidth=1.0, label=f"$d_{{other}} = d_{{own}} + 2\\epsilon$, $\\epsilon$ = {eps:g}")
     ax.plot(line, line, color="grey", linewidth=0.8, linestyle=":", label="$d_{other} = d_{own}$")
@@ -162,16 +171,17 @@ def plot_mnist_margins(own: np.ndarray, other: np.ndarray, correct: np.ndarray, 
     ax.set(xlabel="$d_{own}$: $L_\\infty$ distance to the own class", ylabel="$d_{other}$: to the nearest other class",
            xlim=(lo, 1.01), ylim=(lo, 1.01), title="MNIST test points against the reference set")
     ax.set_aspect("equal")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right", markerscale=3)
     ax = axes[1]
-    gap = other - own
-    bins = np.arange(gap.min() - 0.5 / 255, gap.max() + 1.5 / 255, 4 / 255)
-    ax.hist(gap, bins=bins, color=OKABE_ITO[4])
-    ax.axvline(2 * eps, color="black", linewidth=1.0, label=f"$2\\epsilon$ = {2 * eps:g}: certified to the right")
-    ax.axvline(0, color="grey", linewidth=0.8, linestyle=":", label="0: misclassified to the left")
-    ax.set(xlabel="$d_{other} - d_{own}$ (twice the certified radius)", ylabel="test points",
-           title="certified radius of the test points")
-    ax.legend(fontsize=7)
+    units = np.rint((other - own) * levels)
+    edges = np.arange(units.min() - 0.5, units.max() + 1.5) / levels
+    certified_edge = (math.floor(2 * exact_radius(eps) * levels) + 0.5) / levels
+    ax.hist(units / levels, bins=edges, color=OKABE_ITO[4], log=True)
+    ax.axvline(certified_edge, color="black", linewidth=1.0, label=f"$2\\epsilon$ = {2 * eps:g}: certified to the right")
+    ax.axvline(-0.5 / levels, color="grey", linewidth=0.8, linestyle=":", label="misclassified to the left")
+    ax.set(xlabel="$d_{other} - d_{own}$ (twice the certified radius)", ylabel="test points (log scale)",
+           title=f"certified radius of the test points (bins of 1/{levels})")
+    ax.legend(fontsize=9)
     return fig
 
 
