@@ -158,7 +158,7 @@ def plot_mnist_margins(own: np.ndarray, other: np.ndarray, correct: np.ndarray, 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
     ax = axes[0]
     rng = np.random.default_rng(0)  # jitter: distances sit on the 1/255 grid
-    groups = (("correct", correct & ~tied, OKABE_ITO[4]), ("tie (abstention)", tied, OKABE_ITO[0]),
+    groups = (("correct", correct & ~tied, OKABE_ITO[0]), ("tie (abstention)", tied, OKABE_ITO[3]),
               ("misclassified", ~correct & ~tied, OKABE_ITO[5]))
     for label, mask, color in groups:
         jitter = rng.uniform(-0.5, 0.5, (2, int(mask.sum()))) / levels
