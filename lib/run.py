@@ -48,6 +48,7 @@ from lib.profiles import PROFILES, get_profile, resolve_device
 BASE_PARAMETERS = ("profile", "device", "seed")
 STAGED_FILES = ("_toc.yml", "references.bib")
 MATHJAX_CACHE = REPO_ROOT / ".cache" / "mathjax" / "es5"
+VENDORED = "_vendored"  # html_extra_path in _config.yml: copied into the HTML as it is
 INSTALL_TAG = "install-lib"
 """Tag of each chapter's first code cell, which installs ``lib`` where it is missing (Colab,
 Binder). The runner never executes it; its other tags hide it from the book (``remove-cell``)
@@ -174,12 +175,22 @@ def stage_static(site: Path) -> None:
     site.mkdir(parents=True, exist_ok=True)
     for name in STAGED_FILES:
         shutil.copy2(REPO_ROOT / name, site / name)
+    stage_presentation(site)
+
+
+def stage_presentation(site: Path) -> None:
+    """Stage what only changes how the book looks: the configuration, _static, _templates, MathJax."""
     text = yaml.safe_dump(staged_config(book_config()), sort_keys=False, allow_unicode=True)
     if not (site / "_config.yml").exists() or (site / "_config.yml").read_text() != text:
         (site / "_config.yml").write_text(text)
     shutil.copytree(REPO_ROOT / "_static", site / "_static", dirs_exist_ok=True)
+    shutil.copytree(REPO_ROOT / "_templates", site / "_templates", dirs_exist_ok=True)
+    # MathJax reaches the HTML's _static through html_extra_path: Jupyter Book adds every .js
+    # under _static as a <script>, which would load each of MathJax's components on every page.
+    shutil.rmtree(site / "_static" / "mathjax", ignore_errors=True)
+    (site / VENDORED).mkdir(exist_ok=True)
     if MATHJAX_CACHE.exists():
-        shutil.copytree(MATHJAX_CACHE, site / "_static" / "mathjax" / "es5", dirs_exist_ok=True)
+        shutil.copytree(MATHJAX_CACHE, site / VENDORED / "_static" / "mathjax" / "es5", dirs_exist_ok=True)
 
 
 PROGRESS_LINE = re.compile(r"^.*\d+%\|.*\|.*$|^\s*$")
@@ -443,7 +454,8 @@ def status_table(site: Path) -> str:
     """The execution-status table: one row per notebook chapter of ``_toc.yml``, read from its record."""
     header = ["| Chapter | Profile | Device | Wall time | Executed (UTC) | Library fingerprint |",
               "| --- | --- | --- | --- | --- | --- |"]
-    chapters = [chapter for chapter in toc_chapters() if chapter.exists() and is_notebook(chapter)]
+    staged = toc_chapters(site / "_toc.yml")
+    chapters = [chapter for chapter in staged if chapter.exists() and is_notebook(chapter)]
     records = [read_record(site / chapter.relative_to(REPO_ROOT).with_suffix(".ipynb")) for chapter in chapters]
     return "\n".join(header + [status_row(chapter, record) for chapter, record in zip(chapters, records)])
 
@@ -451,7 +463,7 @@ def status_table(site: Path) -> str:
 def write_status_page(site: Path) -> None:
     """Stage the execution-status page: its prose from ``book/``, then the table generated from the records."""
     source = REPO_ROOT / f"{STATUS_PAGE}.md"
-    if source not in toc_chapters():
+    if source not in toc_chapters(site / "_toc.yml"):
         return
     text = f"{source.read_text().rstrip()}\n\n{status_table(site)}\n"
     target = site / f"{STATUS_PAGE}.md"
@@ -466,7 +478,7 @@ def place_downloads(site: Path) -> None:
     branch) and ``.nojekyll`` (GitHub Pages would hide folders starting with ``_``).
     """
     html = site / "_build" / "html"
-    for chapter in toc_chapters():
+    for chapter in toc_chapters(site / "_toc.yml"):
         if not (chapter.exists() and is_notebook(chapter)):
             continue
         relative = chapter.relative_to(REPO_ROOT)
@@ -500,10 +512,48 @@ def default_theme_mode(app: Any, config: Any) -> None:
     config.html_context.setdefault("default_mode", "auto")
 
 
+def drop_repeated_scripts(app: Any, pagename: str, templatename: str, context: dict[str, Any],
+                          doctree: Any) -> None:
+    """Keep one copy of each script: sphinx-thebe adds its inline configuration once per read
+    pass, and a repeated ``const THEBE_JS_URL`` is a JavaScript error on every page."""
+    seen: set[tuple] = set()
+    unique = []
+    for script in context.get("script_files", []):
+        # An inline script's file name is None or "" depending on who added it.
+        attributes = getattr(script, "attributes", {})
+        key = (getattr(script, "filename", script) or "", tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+# Markup that extensions write and axe-core rejects, each with the markup that fixes it.
+ACCESSIBILITY_FIXES = (
+    # docutils: a bibliography is an ARIA "list" of "doc-biblioentry"s, which a list may
+    # not contain (aria-required-children, critical); its entries become list items.
+    ('role="doc-biblioentry"', 'role="listitem"'),
+    # myst-nb: a hidden cell's toggle is named "Toggle hidden content" while it shows "Show
+    # code cell source" (label-content-name-mismatch, serious); its text becomes its name.
+    ('<summary aria-label="Toggle hidden content">', "<summary>"),
+)
+
+
+def fix_accessibility(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Apply :data:`ACCESSIBILITY_FIXES` to the page's body."""
+    body = context.get("body", "")
+    for wrong, right in ACCESSIBILITY_FIXES:
+        body = body.replace(wrong, right)
+    context["body"] = body
+
+
 def setup(app: Any) -> dict[str, bool]:
-    """Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``): the MyST source download."""
+    """Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``): the MyST source download,
+    the theme's default mode, one copy of each script, markup fixed for accessibility."""
     app.connect("config-inited", default_theme_mode)
     app.connect("html-page-context", add_myst_download, priority=600)
+    app.connect("html-page-context", drop_repeated_scripts, priority=600)
+    app.connect("html-page-context", fix_accessibility, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -513,7 +563,7 @@ def build(profile: str) -> Path:
     if not (site / "_toc.yml").exists():
         raise FileNotFoundError(f"nothing executed for profile {profile!r} yet: run `python -m lib.run execute "
                                 f"--profile {profile}` first")
-    stage_static(site)
+    stage_presentation(site)
     fill_install_cells(site, install_source(book_config()))
     write_status_page(site)
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(site), "--builder", "html",

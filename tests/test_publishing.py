@@ -121,6 +121,7 @@ def test_an_execution_record_survives_in_the_notebook_and_a_failed_run_has_none(
 
 def test_the_status_table_has_one_row_per_chapter_from_its_record(tmp_path):
     first, *others = NOTEBOOKS
+    (tmp_path / "_toc.yml").write_text((REPO_ROOT / "_toc.yml").read_text())
     target = tmp_path / first.relative_to(REPO_ROOT).with_suffix(".ipynb")
     target.parent.mkdir(parents=True)
     nbformat.write(small_notebook(), target)
@@ -151,6 +152,7 @@ def build_one_page(folder: Path, config: dict) -> str:
     staged["sphinx"]["config"].pop("html_static_path", None)
     staged["sphinx"]["config"].pop("html_css_files", None)
     (folder / "references.bib").write_text((REPO_ROOT / "references.bib").read_text())
+    (folder / "_vendored").mkdir()  # html_extra_path
     (folder / "_config.yml").write_text(yaml.safe_dump(staged, sort_keys=False))
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(folder), "--builder", "html", "-W"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
