@@ -220,3 +220,157 @@ def test_bitsets_match_numpy_definition():
         np.testing.assert_array_equal(zr, pack(head == 0))
         for k, t in enumerate(thresholds):
             np.testing.assert_array_equal(hr[k], pack(head >= t))
+
+
+# --------------------------------------------------------------------------- floats off the grid
+
+
+def _off_grid(rng: np.random.Generator, n: int, d: int, dtype, values: int = 4) -> np.ndarray:
+    """Floats off the 8-bit grid (x*0.999 + 0.0005 of a coarse grid: exact ties and duplicates),
+    with a fifth of the rows copies of others moved by one ulp in one coordinate (near-ties)."""
+    x = ((rng.integers(0, values, (n, d)) * 60 / 255) * 0.999 + 0.0005).astype(dtype)
+    k = n // 5
+    src, dst, col = rng.integers(0, n, k), rng.permutation(n)[:k], rng.integers(0, d, k)
+    x[dst] = x[src]
+    toward = np.where(rng.random(k) < 0.5, 0.0, 1.0).astype(dtype)
+    x[dst, col] = np.nextafter(x[dst, col], toward)
+    x[dst[: k // 4]] = x[src[: k // 4]]  # and some exact duplicates
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", P_VALUES)
+def test_off_grid_floats_equal_bruteforce_bit_for_bit(p, dtype, backend):
+    rng = np.random.default_rng(11)
+    X, Xq = _off_grid(rng, 400, 24, dtype), _off_grid(rng, 90, 24, dtype)
+    y, yq = rng.integers(0, 3, 400), rng.integers(0, 3, 90)
+    zeros = []
+    for args, (bx, by, qx, qy) in (((X, y), (X, y, X, y)), ((X, y, Xq, yq), (X, y, Xq, yq))):
+        d, index = nearest_other_label_distance(*args, p=p, backend=backend, return_index=True)
+        expected, expected_index = brute_force_nearest(bx, by, qx, qy, p)
+        np.testing.assert_array_equal(d, expected)
+        np.testing.assert_array_equal(index, expected_index)  # ties: smallest reference index
+        zeros.append((d == 0).sum())
+    assert zeros[0] > 0  # conflicting duplicates (train-train) are found at distance 0
+    d, index = nearest_neighbor_distance(X, Xq, p, backend=backend)
+    expected, expected_index = brute_force_nearest(X, None, Xq, None, p)
+    np.testing.assert_array_equal(d, expected)
+    np.testing.assert_array_equal(index, expected_index)
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+def test_near_ties_pick_the_smaller_distance_and_then_the_smaller_index(p):
+    base = np.full((1, 6), 0.3, dtype=np.float32)
+    far = np.nextafter(np.float32(0.7), np.float32(1))  # one ulp beyond 0.7
+    X = np.repeat(base, 4, axis=0)
+    X[0, 2], X[1, 2], X[2, 2], X[3, 2] = far, 0.7, 0.7, far  # refs 1 and 2 tie, 0 and 3 are 1 ulp worse
+    y = np.array([1, 1, 1, 1])
+    Xq, yq = base.copy(), np.array([0])
+    d, index = nearest_other_label_distance(X, y, Xq, yq, p=p, return_index=True)
+    assert index[0] == 1
+    assert d[0] == np.float64(np.float32(0.7)) - np.float64(np.float32(0.3))
+
+
+def test_mixed_uint8_and_off_grid_floats_use_float64():
+    rng = np.random.default_rng(12)
+    X8, y = _grid_data(rng, 200), rng.integers(0, 2, 200)
+    Xq = _off_grid(rng, 40, 20, np.float32).reshape(40, 1, 4, 5)
+    yq = rng.integers(0, 2, 40)
+    for p in P_VALUES:
+        d, index = nearest_other_label_distance(X8, y, Xq, yq, p=p, return_index=True)
+        expected, expected_index = brute_force_nearest(X8, y, Xq, yq, p)
+        np.testing.assert_array_equal(d, expected)
+        np.testing.assert_array_equal(index, expected_index)
+
+
+def test_l2_of_floats_is_the_canonical_sequential_sum():
+    """The documented order: float64 squares added one by one over coordinates 0..D-1."""
+    rng = np.random.default_rng(13)
+    X, Xq = rng.random((60, 33)), rng.random((7, 33))
+    d, index = nearest_neighbor_distance(X, Xq, 2)
+    for q in range(len(Xq)):
+        total = 0.0
+        for a, b in zip(Xq[q], X[index[q]]):
+            total += (float(a) - float(b)) * (float(a) - float(b))
+        assert d[q] == math.sqrt(total)
+
+
+# --------------------------------------------------------------------------- input preparation
+
+
+def _numpy_grid(flat: np.ndarray, levels: int) -> tuple[np.ndarray, bool]:
+    """The definition the fused pass implements: rint(x*levels), and exact k/levels in own precision."""
+    scaled = np.rint(flat.astype(np.float64) * levels)
+    return scaled.astype(np.uint8), bool(np.array_equal(scaled.astype(flat.dtype) / flat.dtype.type(levels), flat))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("levels", [255, 16])
+def test_fused_pass_matches_numpy_definition(dtype, levels):
+    from lib.separation.prepare import prepare
+
+    rng = np.random.default_rng(14)
+    on = (rng.integers(0, levels + 1, (50, 30)).astype(dtype) / dtype(levels))
+    off = on.copy()
+    off[17, 4] = np.nextafter(off[17, 4], dtype(0.5))  # a single value one ulp off the grid
+    for flat, on_grid in ((on, True), (off, False)):
+        prepared = prepare(flat, "X", levels)
+        ints, expected_on_grid = _numpy_grid(flat, levels)
+        assert prepared.on_grid is on_grid is expected_on_grid
+        np.testing.assert_array_equal(prepared.ints, ints)
+        assert prepared.floats is flat or np.shares_memory(prepared.floats, flat)  # no copy of float data
+
+
+def test_fused_pass_reports_nan_and_range_from_anywhere():
+    for value, message in ((np.nan, "NaN"), (1.0000001, "outside"), (-1e-30, "outside"), (np.inf, "outside")):
+        X = np.full((40, 9), 0.5, dtype=np.float32)
+        X[33, 8] = value
+        with pytest.raises(ValueError, match=message):
+            nearest_other_label_distance(X, np.arange(40) % 2)
+
+
+def test_bucket_code_statistics_are_exact():
+    from lib.separation.kernels import bucket_codes
+
+    rng = np.random.default_rng(15)
+    X = _off_grid(rng, 700, 13, np.float32)
+    codes = np.empty(X.shape, dtype=np.uint8)
+    low, high = float(X.min()), float(X.max())
+    code_min, zmax = bucket_codes(X, low, high, codes)
+    values = X.astype(np.float64)
+    for k in range(256):
+        chosen = values[codes == k]
+        assert code_min[k] == (chosen.min() if len(chosen) else np.inf)
+    assert zmax == values[codes == 0].max()
+    assert np.all(np.diff(codes.reshape(-1)[np.argsort(values.reshape(-1), kind="stable")].astype(int)) >= 0)
+
+
+# --------------------------------------------------------------------------- planted pairs (CUDA benchmark set)
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+def test_planted_pairs_give_the_known_answer(p):
+    from lib.separation import planted_pairs
+
+    planted = planted_pairs(n=300, shape=(4, 4, 3), pairs=6, classes=3, seed=1)
+    assert planted.images.dtype == np.uint8 and planted.images.shape == (300, 48)
+    assert np.all(planted.labels[planted.pairs[:, 0]] != planted.labels[planted.pairs[:, 1]])
+    d = nearest_other_label_distance(planted.images, planted.labels, p=p)
+    points, expected = planted.planted_distances(p)
+    np.testing.assert_array_equal(d[points], expected)
+    others = np.setdiff1d(np.arange(300), points)
+    assert d[others].min() > expected.max()  # the codes keep every other pair far apart
+    if p == math.inf:
+        assert d.min() == planted.separation == planted.linf_levels.min() / 255.0
+    np.testing.assert_array_equal(d, brute_force_nearest(planted.images, planted.labels, planted.images,
+                                                         planted.labels, p)[0])
+
+
+def test_planted_pairs_refuse_impossible_sizes():
+    from lib.separation import planted_pairs
+
+    with pytest.raises(ValueError, match="pairs"):
+        planted_pairs(n=10, shape=(2, 2, 1), pairs=6)
+    with pytest.raises(ValueError, match="too small"):
+        planted_pairs(n=300, shape=(2, 2, 1), pairs=2)
