@@ -1,0 +1,242 @@
+"""Classroom assignments on the real nbgrader (issue 9): the student pack and the grader.
+
+One course is built from ``book/assignments`` and the six sample submissions of
+``lib.classroom.samples`` are graded once (with every reference solution first); the
+tests below read that one report. Grading costs ~4 s of CPU per notebook, so the
+misbehaving submissions (wrong, looping, crashing, destructive) use one assignment.
+"""
+
+import hashlib
+import resource
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import nbformat
+import pytest
+
+from lib.classroom.grading import (
+    Limits,
+    ReferenceSolutionFailed,
+    Status,
+    _limit_resources,
+    check_reference,
+    csv_columns,
+    find_submissions,
+    grade,
+    questions,
+)
+from lib.classroom.pack import (
+    assignments,
+    build_course,
+    release_drift,
+    released_notebooks,
+    student_source,
+    without_book_solutions,
+    write_student_pack,
+)
+from lib.classroom.samples import SAMPLE_ASSIGNMENT, write_samples
+
+NAMES = [a.name for a in assignments()]
+CELL_TIMEOUT = 30  # nbgrader's default; the looping sample sleeps: wall time, not CPU
+
+
+def digest(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    path = tmp_path_factory.mktemp("classroom") / "course"
+    build_course(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory):
+    out = tmp_path_factory.mktemp("graded")
+    submissions = write_samples(out / "submissions", course)
+    before = digest(course)
+    report = grade(submissions, course=course, csv_path=out / "grades.csv", feedback_dir=out / "feedback",
+                   limits=Limits(cell_timeout=CELL_TIMEOUT), rebuild=False, log=lambda line: None)
+    return report, before, digest(course)
+
+
+def points(course, name):
+    return {q.name: q.points for q in questions(course, name)}
+
+
+def result(report, student, name=SAMPLE_ASSIGNMENT):
+    (found,) = [r for r in report.results[student] if r.assignment == name]
+    return found
+
+
+# --- the student pack -------------------------------------------------------------------
+
+
+def test_book_solutions_and_exercise_fences_are_removed_for_students():
+    text = ("Intro.\n\n```{exercise}\n:label: e\n\nDo it.\n```\n\n"
+            "```{solution-start} e\n:class: dropdown\n```\n\nThe answer is 42.\n")
+    cleaned, inside = without_book_solutions(text, inside=False)
+    assert cleaned == "Intro.\n\n**Exercise.** Do it." and inside
+    cleaned, inside = without_book_solutions("```{solution-end}\n```\n\nNext part.", inside=True)
+    assert cleaned == "Next part." and not inside
+
+
+def test_released_notebooks_follow_the_book(course):
+    for assignment in assignments():
+        source = student_source(assignment)
+        release = nbformat.read(course / "release" / assignment.name / f"{assignment.name}.ipynb", as_version=4)
+        assert [c.cell_type for c in release.cells] == [c.cell_type for c in source.cells]
+        for ours, book in zip(release.cells, source.cells):
+            meta = book.metadata.get("nbgrader", {})
+            text = ours.source
+            assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+            if ours.cell_type == "markdown":
+                assert text == book.source and "{solution" not in text and "{exercise}" not in text
+            elif meta.get("solution"):
+                assert "raise NotImplementedError()" in text
+            elif meta.get("grade"):
+                assert "assert" not in text, f"{assignment.name}: hidden test left in {meta['grade_id']}"
+            else:
+                assert text == book.source
+            if ours.cell_type == "code":
+                assert ours.outputs == [] and ours.execution_count is None
+        assert sum(points(course, assignment.name).values()) > 0
+
+
+def test_released_notebooks_do_not_drift_from_the_book(course, tmp_path):
+    copy = tmp_path / "course"
+    shutil.copytree(course, copy)
+    assert release_drift(copy) == []
+    edited = released_notebooks(copy)[0]
+    edited.write_text(edited.read_text().replace("NotImplementedError", "NotImplementedYet"))
+    assert release_drift(copy) == [str(edited.relative_to(copy / "release"))]
+
+
+def test_student_pack_is_a_reproducible_zip_of_the_release(course, tmp_path):
+    first = write_student_pack(course, tmp_path / "a.zip")
+    second = write_student_pack(course, tmp_path / "b.zip")
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as pack:
+        assert pack.namelist() == [f"{n}/{n}.ipynb" for n in NAMES]
+        assert pack.read(f"{NAMES[0]}/{NAMES[0]}.ipynb") == released_notebooks(course)[0].read_bytes()
+
+
+# --- bad input ------------------------------------------------------------------------
+
+
+def test_submission_layout_is_checked_before_grading(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        find_submissions(tmp_path / "nowhere", NAMES)
+    with pytest.raises(ValueError, match="no submissions"):
+        find_submissions(tmp_path, NAMES)
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "homework.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match="unknown assignment 'homework'.*01_pgd.ipynb"):
+        find_submissions(tmp_path, NAMES)
+    (tmp_path / "ann" / "homework.ipynb").rename(tmp_path / "ann" / f"{NAMES[0]}.ipynb")
+    (tmp_path / "stray.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match="not a folder"):
+        find_submissions(tmp_path, NAMES)
+    (tmp_path / "stray.ipynb").unlink()
+    assert find_submissions(tmp_path, NAMES) == {"ann": {NAMES[0]: tmp_path / "ann" / f"{NAMES[0]}.ipynb"}}
+    (tmp_path / "reference-solution").mkdir()
+    with pytest.raises(ValueError, match="reserved"):
+        find_submissions(tmp_path, NAMES)
+    with pytest.raises(ValueError, match="cell_timeout"):
+        Limits(cell_timeout=0)
+
+
+def test_a_submission_cannot_write_a_file_beyond_the_cap(tmp_path):
+    command = [sys.executable, "-c", f"open({str(tmp_path / 'big')!r}, 'wb').write(bytes(2 * 2**20))"]
+    done = subprocess.run(command, preexec_fn=_limit_resources(2**20), capture_output=True)
+    assert done.returncode != 0 and b"File too large" in done.stderr  # Python ignores SIGXFSZ: EFBIG
+    assert (tmp_path / "big").stat().st_size <= 2**20
+    assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # ours is untouched
+
+
+# --- grading the sample submissions ---------------------------------------------------
+
+
+def test_reference_solutions_score_full_marks_on_every_assignment(course, graded):
+    report, _, _ = graded
+    assert report.reference == {name: sum(points(course, name).values()) for name in NAMES}
+
+
+def test_released_student_version_scores_zero_everywhere_and_is_graded(course, graded):
+    report, _, _ = graded
+    for name in NAMES:
+        untouched = result(report, "untouched", name)
+        assert untouched.status is Status.GRADED
+        assert untouched.scores == {q: 0.0 for q in points(course, name)}
+
+
+def test_correct_submission_scores_full_marks(course, graded):
+    report, _, _ = graded
+    assert result(report, "correct").scores == points(course, SAMPLE_ASSIGNMENT)
+    assert result(report, "correct").status is Status.GRADED
+
+
+def test_a_wrong_answer_scores_zero_on_that_question_only(course, graded):
+    report, _, _ = graded
+    expected = points(course, SAMPLE_ASSIGNMENT) | {"test_attack": 0.0}
+    assert result(report, "wrong").scores == expected and result(report, "wrong").status is Status.GRADED
+
+
+def test_a_looping_submission_times_out_and_the_rest_is_graded(course, graded):
+    report, _, _ = graded
+    looping = result(report, "looping")
+    assert looping.status is Status.TIMED_OUT
+    assert looping.scores == points(course, SAMPLE_ASSIGNMENT) | {"test_attack": 0.0}
+
+
+def test_crashing_and_destructive_submissions_are_not_graded_and_harm_nobody(course, graded):
+    report, before, after = graded
+    for student in ("crashing", "destructive"):
+        assert result(report, student).status is Status.CRASHED and result(report, student).scores == {}
+    assert after == before, "a submission changed the teacher's course folder"
+    assert result(report, "correct").scores == points(course, SAMPLE_ASSIGNMENT)
+
+
+def test_csv_has_a_row_per_student_and_the_documented_columns(course, graded):
+    import csv
+
+    report, _, _ = graded
+    with report.csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = ["student", *[f"{n}:{q}" for n in NAMES for q in points(course, n)], "total", "status", "details"]
+    assert list(rows[0]) == columns == csv_columns(course, NAMES)
+    by_student = {row["student"]: row for row in rows}
+    assert sorted(by_student) == ["correct", "crashing", "destructive", "looping", "untouched", "wrong"]
+    assert by_student["untouched"]["status"] == "graded" and by_student["untouched"]["total"] == "0"
+    assert by_student["correct"]["total"] == f"{sum(points(course, SAMPLE_ASSIGNMENT).values()):g}"
+    assert by_student["correct"]["status"] == "graded"
+    assert by_student["correct"]["details"] == "; ".join(f"{n}: not submitted" for n in NAMES[1:])
+    assert by_student["looping"]["status"] == "timed out"
+    assert by_student["crashing"]["status"] == "crashed / not graded"
+    assert by_student["crashing"][f"{SAMPLE_ASSIGNMENT}:test_project"] == ""  # blank, not a silent 0
+    assert by_student["destructive"]["total"] == ""
+
+
+def test_feedback_html_for_every_graded_submission(graded):
+    report, _, _ = graded
+    for student, results in report.results.items():
+        for r in results:
+            if r.status in (Status.GRADED, Status.TIMED_OUT):
+                assert r.feedback == report.feedback / student / f"{r.assignment}.html"
+                assert "<html" in r.feedback.read_text()[:2000].lower()
+            else:
+                assert r.feedback is None
+
+
+def test_grading_stops_when_the_reference_solution_fails(course, tmp_path):
+    broken = tmp_path / "course"
+    shutil.copytree(course, broken)
+    source = broken / "source" / SAMPLE_ASSIGNMENT / f"{SAMPLE_ASSIGNMENT}.ipynb"
+    source.write_text(source.read_text().replace("return torch.clamp(inside_ball, 0.0, 1.0)",
+                                                 "return inside_ball"))
+    with pytest.raises(ReferenceSolutionFailed, match=r"01_pgd scored .*test_project.*imports lib"):
+        check_reference(broken, [SAMPLE_ASSIGNMENT], Limits(cell_timeout=CELL_TIMEOUT))
