@@ -330,20 +330,36 @@ def test_fused_pass_reports_nan_and_range_from_anywhere():
             nearest_other_label_distance(X, np.arange(40) % 2)
 
 
-def test_bucket_code_statistics_are_exact():
-    from lib.separation.kernels import bucket_codes
+@pytest.mark.parametrize("coder", ["bucket_codes", "fused levels"])
+def test_code_statistics_are_exact(coder):
+    from lib.separation.kernels import bucket_codes, code_statistics
+    from lib.separation.prepare import prepare
 
     rng = np.random.default_rng(15)
     X = _off_grid(rng, 700, 13, np.float32)
-    codes = np.empty(X.shape, dtype=np.uint8)
-    low, high = float(X.min()), float(X.max())
-    code_min, zmax = bucket_codes(X, low, high, codes)
+    if coder == "bucket_codes":
+        codes = np.empty(X.shape, dtype=np.uint8)
+        code_min, zmax = bucket_codes(X, float(X.min()), float(X.max()), codes)
+    else:
+        codes = prepare(X, "X", None).ints
+        code_min, zmax = code_statistics(X, codes)
     values = X.astype(np.float64)
     for k in range(256):
         chosen = values[codes == k]
         assert code_min[k] == (chosen.min() if len(chosen) else np.inf)
     assert zmax == values[codes == 0].max()
     assert np.all(np.diff(codes.reshape(-1)[np.argsort(values.reshape(-1), kind="stable")].astype(int)) >= 0)
+
+
+def test_off_grid_floats_with_levels_use_their_range():
+    rng = np.random.default_rng(16)
+    X = (_off_grid(rng, 300, 10, np.float64) * 0.2 + 0.4)  # a narrow range, coded by bucket_codes
+    y = rng.integers(0, 3, 300)
+    for p in P_VALUES:
+        d, index = nearest_other_label_distance(X, y, p=p, levels=16, return_index=True)
+        expected, expected_index = brute_force_nearest(X, y, X, y, p, levels=16)
+        np.testing.assert_array_equal(d, expected)
+        np.testing.assert_array_equal(index, expected_index)
 
 
 # --------------------------------------------------------------------------- planted pairs (CUDA benchmark set)

@@ -95,11 +95,24 @@ CODE_BLOCK = 512  # rows per parallel task of the bucket coder
 @njit(parallel=True, cache=True)
 def bucket_codes(flat, low, high, out):  # pragma: no cover - compiled
     """Codes of float data on an even grid of 256 values from ``low`` to ``high`` (the data's
-    range): out = clip(int((x - low) * 255 / (high - low) + 0.5), 0, 255). Any deterministic
-    coding is sound for the filter, which relies only on the exact statistics returned: the
-    smallest value of each code (inf when absent) and the largest value of code 0."""
+    range): out = min(255, int((x - low) * 255 / (high - low) + 0.5)); returns
+    :func:`code_statistics` of them."""
     n, d = flat.shape
     scale = 255.0 / (high - low) if high > low else 0.0
+    for i in prange(n):
+        row = flat[i]
+        dst = out[i]
+        for j in range(d):
+            dst[j] = min(255, np.int32((np.float64(row[j]) - low) * scale + 0.5))
+    return code_statistics(flat, out)
+
+
+@njit(parallel=True, cache=True)
+def code_statistics(flat, codes):  # pragma: no cover - compiled
+    """The exact statistics the filter of off-grid floats relies on (any deterministic coding
+    is sound with them): the smallest value of each code 0..255 (inf when absent) and the
+    largest value of code 0 (-inf when absent), as float64."""
+    n, d = flat.shape
     blocks = (n + CODE_BLOCK - 1) // CODE_BLOCK
     mins = np.full((blocks, 256), np.inf)
     zmax = np.full(blocks, -np.inf)
@@ -107,13 +120,11 @@ def bucket_codes(flat, low, high, out):  # pragma: no cover - compiled
         lo = np.full(256, np.inf)  # thread-local statistics, written once per block
         top = -np.inf
         for i in range(blk * CODE_BLOCK, min(n, (blk + 1) * CODE_BLOCK)):
-            dst = out[i]
             row = flat[i]
-            for j in range(d):
-                dst[j] = min(255, np.int32((np.float64(row[j]) - low) * scale + 0.5))
+            code = codes[i]
             for j in range(d):
                 x = np.float64(row[j])
-                k = dst[j]
+                k = code[j]
                 if x < lo[k]:
                     lo[k] = x
                 if k == 0 and x > top:
