@@ -390,3 +390,29 @@ def test_planted_pairs_refuse_impossible_sizes():
         planted_pairs(n=10, shape=(2, 2, 1), pairs=6)
     with pytest.raises(ValueError, match="too small"):
         planted_pairs(n=300, shape=(2, 2, 1), pairs=2)
+
+
+def test_torch_engine_runs_without_numba():
+    """A bare GPU image has torch but no numba: the package imports, torch answers, numba refuses."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["numba"] = None  # import numba now raises ImportError
+import numpy as np
+from lib.separation import brute_force_nearest, nearest_other_label_distance, planted_pairs
+planted = planted_pairs(n=120, shape=(4, 4, 1), pairs=3, classes=2)
+X, y = planted.images, planted.labels
+d = nearest_other_label_distance(X, y, backend="torch")
+assert d.min() == planted.separation
+Xf = (X / 255 * 0.999 + 0.0005).astype(np.float32)
+assert np.array_equal(nearest_other_label_distance(Xf, y, backend="torch"), brute_force_nearest(Xf, y, Xf, y)[0])
+try:
+    nearest_other_label_distance(X, y, backend="numba")
+except ImportError as error:
+    print("refused:", error)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "refused: the numba engine needs numba" in out.stdout

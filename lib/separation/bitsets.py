@@ -22,10 +22,14 @@ bit-identical to a float64 brute force.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
-from numba.cpython.unsafe.numbers import trailing_zeros
+from lib.separation.kernels import CHUNK, HAVE_NUMBA, SCAN, TILE, absdiff, gather_columns, njit, prange
 
-from lib.separation.kernels import CHUNK, SCAN, TILE, absdiff, gather_columns
+if HAVE_NUMBA:
+    from numba.cpython.unsafe.numbers import trailing_zeros
+else:  # pragma: no cover - the numba engine is refused without numba
+    def trailing_zeros(word):
+        """Index of the lowest set bit."""
+        return (int(word) & -int(word)).bit_length() - 1
 
 BIT_WORDS = 8  # at most this many 64-bit words of bitset filter (the 512 most variable coordinates)
 BIT_BUDGET = 1 << 28  # bytes of threshold bitsets at most

@@ -16,6 +16,7 @@ import numpy as np
 
 from lib.separation.bitsets import linf_bits_search, tiles_of
 from lib.separation.kernels import (
+    HAVE_NUMBA,
     HEAD,
     bucket_codes,
     code_statistics,
@@ -119,6 +120,8 @@ def _scan_search(ref: Prepared, ref_labels, query: Prepared, labels_sorted, q_or
 def numba_search(ref: Prepared, ref_labels: np.ndarray, query: Prepared, query_labels: np.ndarray,
                  p: float) -> tuple[np.ndarray, np.ndarray]:
     """Raw results (module doc) and the index into ref (-1: no reference of another label)."""
+    if not HAVE_NUMBA:
+        raise ImportError("the numba engine needs numba (pip install numba); backend='torch' runs without it")
     integer = integer_pair(ref, query)
     q_order = np.argsort(query_labels, kind="stable")  # tiles of same-label queries
     labels_sorted = np.ascontiguousarray(query_labels[q_order])

@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # numba is a hard requirement of the project, but keep import errors readable.
+try:  # numba is a requirement of the project; without it only the torch engine runs
     from numba import njit, prange
-except ImportError as error:  # pragma: no cover
-    raise ImportError("lib.separation needs numba (pip install numba)") from error
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - e.g. a bare GPU image
+    HAVE_NUMBA = False
+    prange = range
+
+    def njit(*args, **kwargs):
+        """Stand-in decorator: the kernels stay importable (and are refused by the engine)."""
+        return args[0] if args and callable(args[0]) else (lambda function: function)
 
 TILE = 8  # queries sharing one pass over the reference set
 CHUNK = 2048  # reference points per pass (head chunk stays in L1/L2)
@@ -89,7 +96,7 @@ def column_variance(data, step):  # pragma: no cover - compiled
     return s2 * count - s1 * s1
 
 
-CODE_BLOCK = 512  # rows per parallel task of the bucket coder
+CODE_PARTS = 64  # parallel parts of the statistics pass
 
 
 @njit(parallel=True, cache=True)
@@ -111,26 +118,21 @@ def bucket_codes(flat, low, high, out):  # pragma: no cover - compiled
 def code_statistics(flat, codes):  # pragma: no cover - compiled
     """The exact statistics the filter of off-grid floats relies on (any deterministic coding
     is sound with them): the smallest value of each code 0..255 (inf when absent) and the
-    largest value of code 0 (-inf when absent), as float64."""
+    largest value of code 0 (-inf when absent), as float64. Rows in CODE_PARTS parts."""
     n, d = flat.shape
-    blocks = (n + CODE_BLOCK - 1) // CODE_BLOCK
-    mins = np.full((blocks, 256), np.inf)
-    zmax = np.full(blocks, -np.inf)
-    for blk in prange(blocks):
-        lo = np.full(256, np.inf)  # thread-local statistics, written once per block
+    mins = np.full((CODE_PARTS, 256), np.inf)
+    zmax = np.full(CODE_PARTS, -np.inf)
+    for part in prange(CODE_PARTS):
         top = -np.inf
-        for i in range(blk * CODE_BLOCK, min(n, (blk + 1) * CODE_BLOCK)):
-            row = flat[i]
-            code = codes[i]
+        for i in range(part * n // CODE_PARTS, (part + 1) * n // CODE_PARTS):
             for j in range(d):
-                x = np.float64(row[j])
-                k = code[j]
-                if x < lo[k]:
-                    lo[k] = x
+                x = np.float64(flat[i, j])
+                k = codes[i, j]
+                if x < mins[part, k]:
+                    mins[part, k] = x
                 if k == 0 and x > top:
                     top = x
-        mins[blk] = lo
-        zmax[blk] = top
+        zmax[part] = top
     code_min = np.empty(256)
     for k in range(256):
         code_min[k] = mins[:, k].min()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lib.distances import check_p
-from lib.separation.kernels import grid_levels_kernel
+from lib.separation.kernels import HAVE_NUMBA, grid_levels_kernel
 
 BACKENDS = ("auto", "numba", "torch")
 FILTER_LEVELS = 255  # largest code of the filter of off-grid floats (uint8)
@@ -91,12 +91,23 @@ def flatten(array: np.ndarray, what: str) -> np.ndarray:
 
 def _fused_pass(flat: np.ndarray, levels: int, what: str) -> tuple[np.ndarray, bool]:
     """One read of a float array: (uint8 rint(x * levels), every value exactly k/levels)."""
+    if not HAVE_NUMBA:  # pragma: no cover - several numpy passes instead of one
+        return _numpy_pass(flat, levels, what)
     ints = np.empty(flat.shape, dtype=np.uint8)
     own = flat.dtype.type(levels)
     status = grid_levels_kernel(flat, float(levels), own, ints)
     if status & _OUTSIDE:
         _raise_outside(flat, what)
     return ints, not status & _OFF_GRID
+
+
+def _numpy_pass(flat: np.ndarray, levels: int, what: str) -> tuple[np.ndarray, bool]:
+    """:func:`_fused_pass` in numpy passes (no numba)."""
+    if not np.all((flat >= 0) & (flat <= 1)):
+        _raise_outside(flat, what)
+    scaled = np.rint(flat.astype(np.float64) * levels)
+    on_grid = np.array_equal(scaled.astype(flat.dtype) / flat.dtype.type(levels), flat)
+    return scaled.astype(np.uint8), bool(on_grid)
 
 
 def _raise_outside(flat: np.ndarray, what: str) -> None:
