@@ -1,7 +1,7 @@
 """Images per second of the book's training and evaluation beside a minimal plain-PyTorch loop.
 
 For natural, AT (PGD-10) and TRADES training and PGD-20 evaluation, it times the book's
-code (lib.training.train with the lib.objectives records, lib.attacks.robust_accuracy)
+code (lib.robustness.training.train with the lib.robustness.objectives records, lib.robustness.attacks.robust_accuracy)
 and a minimal loop written here with plain PyTorch doing the same work on the same data,
 and prints the library's overhead as a ratio (target <= 1.1). Each figure is the best of
 ``--repeat`` runs (timings are noisy on shared machines). Runs on the CPU and, when
@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.attacks import robust_accuracy
-from lib.models import build_model
-from lib.objectives import AT, TRADES, Natural
+from lib.robustness.attacks import robust_accuracy
+from lib.robustness.models import build_model
+from lib.robustness.objectives import AT, TRADES, Natural
 from lib.profiles import Optimizer, TrainSettings
-from lib.training import train
+from lib.robustness.training import train
 
 EPS = 0.1
 

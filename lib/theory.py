@@ -570,20 +570,20 @@ def toy_study(X: np.ndarray, y: np.ndarray, *, rho_over_r: tuple[float, ...], at
     For each radius ``rho = t * r`` (``t`` in ``rho_over_r``) on the reference points:
     certified accuracy (closed ball, :func:`certify`), brute-force accuracy on a dense grid of
     the box (:func:`grid_robust_radius`, the truth up to one grid step), and robust accuracy
-    under PGD and multi-targeted PGD (:mod:`lib.attacks`; steps of ``rho / 4``).
+    under PGD and multi-targeted PGD (:mod:`lib.robustness.attacks`; steps of ``rho / 4``).
     Plus the local Lipschitz estimates at radius r (paper's L1 over logits and per logit,
     faithful and ascent) and the midpoint of the closest pair. With ``levels`` (points on
     the grid of multiples of ``1/levels``, e.g. :data:`lib.toys.GRID_LEVELS`) every
     certificate is decided exactly. ``max_perturbation`` records, per radius, the largest
     ℓ∞ distance of an attack's point from its clean point in float64 (at most ``rho``).
     """
-    from lib.attacks import multi_targeted, pgd  # local: lib.attacks imports nothing from here
-    from lib.lipschitz import local_lipschitz
+    from lib.robustness.attacks import multi_targeted, pgd  # local: lib.robustness.attacks imports nothing from here
+    from lib.robustness.lipschitz import local_lipschitz
 
     X = np.asarray(X, dtype=np.float64)
     g = SetDistanceClassifier(X, y, levels=levels)
     module = g.module(dtype=torch.float64)  # exact enough to check the Lipschitz bounds to 1e-6
-    attacked = g.module()  # float32: lib.attacks keeps its margins in float32
+    attacked = g.module()  # float32: lib.robustness.attacks keeps its margins in float32
     x, labels = torch.from_numpy(X), torch.from_numpy(g.y_ref)
     grid = evaluate_grid(g, grid_resolution)
     exact_radius = grid_robust_radius(X, g.y_ref, grid)
@@ -641,8 +641,8 @@ def mnist_study(ref_images: np.ndarray, ref_labels: np.ndarray, test_images: np.
     ``pgd_max_perturbation`` is the attack's largest ℓ∞ distance from the exact images
     ``k/255`` (float64): at most ``eps``, so "certified" and "broken by PGD" never meet.
     """
-    from lib.attacks import pgd
-    from lib.lipschitz import local_lipschitz
+    from lib.robustness.attacks import pgd
+    from lib.robustness.lipschitz import local_lipschitz
 
     g = SetDistanceClassifier(ref_images, ref_labels)
     D = g.class_distances(test_images)

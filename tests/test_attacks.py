@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.attacks import margin, multi_targeted, pgd, robust_accuracy, robust_accuracy_curve
+from lib.robustness.attacks import margin, multi_targeted, pgd, robust_accuracy, robust_accuracy_curve
 
 
 def binary_linear(w: torch.Tensor, b: float) -> nn.Module:

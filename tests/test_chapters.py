@@ -34,7 +34,7 @@ def test_plain_turns_numpy_and_torch_scalars_into_builtins():
 
 
 def test_defaults_reads_the_signature_that_prose_quotes():
-    from lib.attacks import pgd
+    from lib.robustness.attacks import pgd
 
     def f(a, b=3, *, c=0.5, d=None):
         return a

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import lib.defenses as defenses
-from lib.objectives import AT, GR, LLR, RST, TRADES, Natural, make_objective
+import lib.robustness.defenses as defenses
+from lib.robustness.objectives import AT, GR, LLR, RST, TRADES, Natural, make_objective
 
 
 def smooth_model(d: int = 12, k: int = 4) -> nn.Module:
@@ -140,7 +140,8 @@ def no_data(monkeypatch):
     (["train", "--dataset", "mnist", "--method", "trades", "--set", "gamma=2"], "valid parameters: beta, eps"),
     (["train", "--dataset", "mnist", "--method", "trades", "--set", "beta=-3"], "beta must be a finite number >= 0"),
     (["train", "--dataset", "mnist", "--method", "at", "--eps", "-0.1"], "eps must be a number > 0"),
-    (["train", "--dataset", "imagenet", "--method", "at"], "valid datasets: mnist, fashion_mnist"),
+    (["train", "--dataset", "imagenet", "--method", "at", "--profile", "gpu"],
+     "valid datasets: mnist, fashion_mnist, cifar10, svhn"),
     (["train", "--dataset", "mnist", "--method", "at", "--profile", "fast"], "valid profiles: ci, full, gpu"),
     (["train", "--dataset", "mnist", "--method", "at", "--device", "tpu"], "valid devices"),
     (["train", "--dataset", "mnist", "--method", "at", "--set", "beta"], "NAME=VALUE"),

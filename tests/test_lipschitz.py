@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.lipschitz import linear_lipschitz_l1, lipschitz_ratio, local_lipschitz
+from lib.robustness.lipschitz import linear_lipschitz_l1, lipschitz_ratio, local_lipschitz
 
 
 def linear(d: int, k: int, seed: int = 0) -> nn.Linear:

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from lib import datasets
-from lib.models import build_model, count_parameters
+from lib.robustness import defenses
+from lib.robustness.models import build_model, count_parameters
 from lib.profiles import Optimizer, TrainSettings
-from lib.training import accuracy, build_for, train
+from lib.robustness.training import accuracy, build_for, train
 
 
 def conv(c_in: int, c_out: int, k: int = 3) -> int:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib.attacks import multi_targeted, pgd
+from lib.robustness.attacks import multi_targeted, pgd
 from lib.distances import nearest_distance_bruteforce
-from lib.lipschitz import local_lipschitz
+from lib.robustness.lipschitz import local_lipschitz
 from lib.theory import (
     SetDistanceClassifier,
     SetDistanceModule,

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-import lib.training as training
+import lib.robustness.training as training
 from lib import REPO_ROOT
-from lib.objectives import AT, GR, LLR, METHODS, RST, TRADES, Natural
+from lib.robustness.objectives import AT, GR, LLR, METHODS, RST, TRADES, Natural
 from lib.profiles import Optimizer, TrainSettings
-from lib.training import accuracy, load_or_train, predict, train
+from lib.robustness.training import accuracy, load_or_train, predict, train
 
 SETTINGS = TrainSettings(model="small", train_size=None, epochs=3, batch_size=16, optimizer=Optimizer.SGD,
                          lr=0.05, dropout=0.3)
@@ -112,8 +112,8 @@ KILLED_RUN = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})
     from test_training import SETTINGS, blobs, fresh_model
-    from lib.objectives import AT
-    from lib.training import train
+    from lib.robustness.objectives import AT
+    from lib.robustness.training import train
 
     def kill(epoch):
         if epoch == 1:
@@ -202,7 +202,7 @@ def test_methods_with_equal_fields_do_not_share_a_key_and_neither_does_other_dat
 def test_functions_lambdas_and_partials_are_refused_as_objectives(counted):
     x, y = blobs(32)
     for bad in (lambda m, a, b: m(a).sum(), functools.partial(TRADES.__call__, TRADES()), print):
-        with pytest.raises(TypeError, match="records of lib.objectives"):
+        with pytest.raises(TypeError, match="records of lib.robustness.objectives"):
             load_or_train("key", ONE_EPOCH, x, y, num_classes=2, objective=bad)
     assert not counted
 
@@ -247,7 +247,7 @@ def test_predictions_and_accuracy_run_in_eval_mode_and_restore_the_mode():
 
 
 def test_defense_evaluation_runs_in_eval_mode():
-    from lib.evaluation import evaluate
+    from lib.robustness.evaluation import evaluate
     from lib.profiles import get_profile
 
     x, y = blobs(24)

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lib.objectives import ROBUST_METHODS
+from lib.robustness.objectives import ROBUST_METHODS
 from lib.plots.images import PALETTE
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.attacks import eval_mode, linf_bounds, model_device, project_linf
+from lib.robustness.attacks import eval_mode, linf_bounds, model_device, project_linf
 from lib.progress import progress
 
 OUTPUT_NORMS = (1.0, math.inf)

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.attacks import eval_mode, robust_accuracy
-from lib.lipschitz import local_lipschitz
+from lib.robustness.attacks import eval_mode, robust_accuracy
+from lib.robustness.lipschitz import local_lipschitz
 from lib.profiles import DefenseEvaluation
-from lib.training import accuracy
+from lib.robustness.training import accuracy
 
 FAITHFUL_LIPSCHITZ = {"steps": 10, "step_size": 0.003}  # the authors' search (faithful=True)
 
@@ -90,7 +90,7 @@ def evaluate(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: t
 
 def epoch_monitor(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], eps: float,
                   steps: int) -> Callable[[nn.Module, int], dict[str, float]]:
-    """A :func:`lib.training.train` monitor: clean and PGD accuracy on fixed train and test subsets."""
+    """A :func:`lib.robustness.training.train` monitor: clean and PGD accuracy on fixed train and test subsets."""
 
     def measure(model: nn.Module, epoch: int) -> dict[str, float]:
         return {"epoch": epoch + 1,

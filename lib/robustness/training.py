@@ -1,6 +1,6 @@
 """Training and clean evaluation of classifiers (Yang et al. 2020, §5 and Appendix: settings).
 
-A training objective is a typed record of :mod:`lib.objectives` (Natural, GR, LLR, AT,
+A training objective is a typed record of :mod:`lib.robustness.objectives` (Natural, GR, LLR, AT,
 RST, TRADES) with its hyper-parameters; the record, not a function name, identifies it
 in artifact keys. The authors *sum* the loss over the batch; the book averages it, which
 only rescales the learning rate.
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from lib.artifacts import artifact_key, artifact_root, load_or_compute
-from lib.models import build_model
-from lib.objectives import Natural, Objective, objective_key
+from lib.robustness.models import build_model
+from lib.robustness.objectives import Natural, Objective, objective_key
 from lib.profiles import Optimizer, TrainSettings
 from lib.progress import progress
 
@@ -160,7 +160,7 @@ def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.
     """Train ``settings.model`` on ``(x, y)`` or load the stored artifact of an identical run.
 
     The artifact key covers the settings, the seed, the digests of ``x`` and ``y``, the objective's
-    method and every hyper-parameter (:func:`lib.objectives.objective_key`), what the
+    method and every hyper-parameter (:func:`lib.robustness.objectives.objective_key`), what the
     monitor measures (``monitor_config``) and the library source. An unfinished run
     resumes from its checkpoint (``<artifacts>/checkpoints/``); ``after_epoch`` may stop
     it by raising (see :func:`train`). The weights are stored on the CPU and moved to ``device``.

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.attacks import eval_mode, project_linf
+from lib.robustness.attacks import eval_mode, project_linf
 
 
 def _check(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
@@ -227,7 +227,7 @@ def is_objective(value: Any) -> bool:
 def objective_key(objective: Objective) -> dict[str, Any]:
     """``{"method": name, "params": {field: value}}``: what identifies a training objective."""
     if not is_objective(objective):
-        raise TypeError(f"objectives are records of lib.objectives ({', '.join(c.__name__ for c in METHODS.values())}), "
+        raise TypeError(f"objectives are records of lib.robustness.objectives ({', '.join(c.__name__ for c in METHODS.values())}), "
                         f"got {type(objective).__name__}; a bare function has no hyper-parameters to key on")
     return {"method": objective.method, "params": dataclasses.asdict(objective)}
 
