@@ -570,8 +570,11 @@ def build(profile: str) -> Path:
                "-W", "--keep-going"]
     if static_is_stale(site):
         command.append("--all")
-    subprocess.run(command, check=True)
-    place_downloads(site)
+    try:
+        subprocess.run(command, check=True)
+    finally:  # a failed build still leaves pages to look at
+        if (site / "_build" / "html").is_dir():
+            place_downloads(site)
     index = site / "_build" / "html" / "index.html"
     print(f"HTML book: {index}")
     return index

@@ -48,7 +48,7 @@ def page_path(chapter: Path) -> Path:
 
 
 PAGES = [page_path(chapter) for chapter in toc_chapters()]
-IDS = [path.stem for path in PAGES]
+IDS = [path.relative_to(HTML / "book").with_suffix("").as_posix() for path in PAGES]
 
 
 @dataclass
@@ -123,6 +123,8 @@ def visit(browser):
 
     @cache
     def load(path: Path) -> Visit:
+        if not path.exists():
+            pytest.fail(f"{path.relative_to(HTML)} is in _toc.yml but not built: run `make book`")
         result = Visit()
         page = open_page(browser, path.as_uri(), result)
         try:

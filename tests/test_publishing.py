@@ -28,6 +28,7 @@ from lib.run import (INSTALL_CELL_TAGS, PUBLISH_BRANCH, RECORD_KEY, STATUS_PAGE,
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 HTML = site_dir(PROFILE) / "_build" / "html"
 NOTEBOOKS = [chapter for chapter in toc_chapters() if chapter.exists() and is_notebook(chapter)]
+CHAPTERS = [chapter for chapter in NOTEBOOKS if chapter.parent == REPO_ROOT / "book"]  # not assignments
 EXAMPLE = "https://github.com/example-owner/closer-look"
 
 
@@ -60,7 +61,7 @@ def install_cell(chapter: Path):
     return next(cell for cell in jupytext.read(chapter).cells if cell.cell_type == "code")
 
 
-@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
 def test_every_chapter_starts_with_the_install_cell(chapter):
     cell = install_cell(chapter)
     assert set(INSTALL_CELL_TAGS) <= set(cell.metadata.get("tags", [])), \
@@ -69,7 +70,7 @@ def test_every_chapter_starts_with_the_install_cell(chapter):
 
 
 def test_the_install_cell_does_nothing_where_lib_imports_and_explains_where_it_cannot():
-    source = install_cell(NOTEBOOKS[0]).source
+    source = install_cell(CHAPTERS[0]).source
     quiet = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and not quiet.stdout and not quiet.stderr
     # -S: no site-packages, so no lib; without a repository it says what to do.
@@ -174,7 +175,7 @@ built = pytest.mark.skipif(not (HTML / "index.html").exists(),
 
 
 @built
-@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("chapter", NOTEBOOKS, ids=lambda path: path.relative_to(REPO_ROOT / "book").stem)
 def test_each_chapter_offers_its_executed_notebook_and_myst_source(chapter):
     relative = chapter.relative_to(REPO_ROOT)
     html = (HTML / relative.with_suffix(".html")).read_text()
@@ -182,7 +183,8 @@ def test_each_chapter_offers_its_executed_notebook_and_myst_source(chapter):
     assert any(cell.get("outputs") for cell in notebook.cells), "the published notebook has no outputs"
     assert (HTML / relative).read_text() == chapter.read_text()
     assert f'href="{chapter.name}"' in html and "download-myst-button" in html
-    assert f'href="../_sources/{relative.with_suffix(".ipynb").as_posix()}"' in html
+    up = "../" * (len(relative.parts) - 1)
+    assert f'href="{up}_sources/{relative.with_suffix(".ipynb").as_posix()}"' in html
 
 
 @built
