@@ -185,21 +185,43 @@ def plot_mnist_margins(own: np.ndarray, other: np.ndarray, correct: np.ndarray, 
     return fig
 
 
-def plot_staircase(result: dict, staircase) -> Figure:
-    """The staircase toy: target, training stairs, natural and adversarial spline fits,
-    for each sample size in ``result`` (from :func:`lib.staircase.study`)."""
+STAIRCASE_STYLES = {"natural": (OKABE_ITO[7], "-", 2.4), "gr": (OKABE_ITO[3], ":", 1.6),
+                    "grid": (OKABE_ITO[1], "-.", 1.4), "at": (OKABE_ITO[5], "-", 1.4),
+                    "rst": (OKABE_ITO[0], "--", 1.4), "trades": (OKABE_ITO[4], "--", 1.4),
+                    "llr": (OKABE_ITO[2], ":", 1.8)}
+
+
+def plot_staircase(result: dict, staircase, samples: dict[str, int], *, fontsize: float = 10) -> Figure:
+    """The staircase toy, one panel per sample size of ``result`` (from :func:`lib.staircase.study`):
+    every objective's spline fit on sample ``samples[size]``, drawn as its deviation ``f(t) - t``
+    from the line through the stairs (the target's is a sawtooth), with the stairs in the
+    sample (dots) and those it never saw (shaded). Sized for the page (7 in wide), text at
+    ``fontsize`` points."""
+    from lib.staircase import label
+
     names = list(result["examples"])
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.6 * len(names) + 1.1), sharex=True,
+                             constrained_layout=True, squeeze=False)
     t = np.linspace(-0.5, staircase.stairs - 0.5, 2001)
-    for ax, name in zip(axes[0], names):
-        example = result["examples"][name]
-        ax.plot(t, staircase.target(t), color="grey", linewidth=1.0, label="target round$(t)$")
-        ax.plot(t, example["natural"](t), color=OKABE_ITO[4], linewidth=1.5, label="natural fit")
-        ax.plot(t, example["adversarial"](t), color=OKABE_ITO[5], linewidth=1.5, linestyle="--",
-                label="adversarial fit")
+    for ax, name in zip(axes[:, 0], names):
+        example = result["examples"][name][samples[name]]
         seen = np.unique(example["x"])
-        ax.scatter(seen, seen, color="black", s=25, zorder=4, label="stairs in the sample")
-        ax.set(xlabel="$t$", ylabel="$f(t)$", title=f"{name} sample: {result['sizes'][name]} points",
-               xlim=(t[0], t[-1]), ylim=(-1.5, staircase.stairs + 0.5))
-        ax.legend(fontsize=8, loc="upper left")
+        unseen = sorted(set(range(staircase.stairs)) - set(seen.astype(int)))
+        for k in unseen:
+            ax.axvspan(k - 0.5, k + 0.5, color=_light(OKABE_ITO[5], 0.8), zorder=0,
+                       label="stair not in the sample" if k == unseen[0] else None)
+        ax.plot(t, staircase.target(t) - t, color="grey", linewidth=1.0, label="target round$(t)$")
+        for method, record in result["objectives"].items():
+            color, style, width = STAIRCASE_STYLES[method]
+            ax.plot(t, example[method](t) - t, color=color, linestyle=style, linewidth=width, label=label(record))
+        ax.scatter(seen, np.zeros_like(seen), color="black", s=22, zorder=4, label="stair in the sample")
+        ax.set_title(f"{name} sample: {result['sizes'][name]} points (sample {samples[name] + 1} of "
+                     f"{len(result['examples'][name])})", fontsize=fontsize)
+        ax.set_ylabel("$f(t) - t$", fontsize=fontsize)
+        ax.set(xlim=(t[0], t[-1]))
+        ax.set_xticks(range(staircase.stairs))
+        ax.tick_params(labelsize=fontsize - 1)
+    axes[-1, 0].set_xlabel("$t$ (the stairs are the integers)", fontsize=fontsize)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=fontsize - 1, frameon=False)
     return fig
