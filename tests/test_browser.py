@@ -253,8 +253,10 @@ def test_the_sidebar_and_the_page_contents_navigate(browser):
         page.context.close()
 
 
-@pytest.mark.parametrize("word", ["separation"])
+@pytest.mark.parametrize("word", ["separation", "TRADES"])
 def test_search_finds_a_chapter(browser, word):
+    if not any(word in chapter.read_text() for chapter in toc_chapters()):
+        pytest.skip(f"no page of the book mentions {word!r} yet")
     visit = Visit()
     page = open_page(browser, (HTML / "search.html").as_uri() + f"?q={word}", visit)
     try:
