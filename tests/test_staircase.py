@@ -128,13 +128,13 @@ def test_at_lowers_the_robust_squared_error_on_the_training_points():
     assert at <= natural and at < 0.2 * natural
 
 
-@pytest.mark.parametrize("record", [AT(), RST(), TRADES(), LLR()], ids=lambda r: r.method)
+@pytest.mark.parametrize("record", [AT(), RST(), TRADES(), LLR(), GR(lam=2.0)], ids=lambda r: r.method)
 def test_fits_minimise_their_objective(record):
     """The fit's objective (loss + curvature penalty) is no larger at the other fits or nearby."""
     s = Staircase()
-    x, y = s.sample(40, seed=1)
+    x, y = _noisy(20, seed=8) if isinstance(record, GR) else s.sample(40, seed=1)  # GR moves only on noise
     best = fit(s, x, y, record)
-    d = design(s, x, y, best.knots, record.perturbations)
+    d = design(s, x, y, best.knots, getattr(record, "perturbations", 3))
     omega = defaults(fit)["curvature"] * curvature_penalty(best.knots)
 
     def total(theta: np.ndarray) -> float:
@@ -144,6 +144,9 @@ def test_fits_minimise_their_objective(record):
     rng = np.random.default_rng(0)
     nearby = [best.coefficients + 1e-4 * rng.standard_normal(len(best.coefficients)) for _ in range(20)]
     assert all(total(best.coefficients) <= total(theta) + 1e-9 for theta in others + nearby)
+    if isinstance(record, GR):  # smooth: the gradient vanishes at the fit
+        gradient = loss(record, d, best.coefficients)[1] + 2 * omega @ best.coefficients
+        assert np.abs(gradient).max() < 1e-9
 
 
 def test_robust_training_costs_accuracy_only_with_few_samples(result):
