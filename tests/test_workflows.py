@@ -11,6 +11,7 @@ notebooks and HTML, caches keyed by what makes them valid.
 
 import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -133,11 +134,20 @@ def test_the_site_is_published_from_the_default_branch_to_the_launch_branch():
     assert upload and upload[0]["with"]["path"] == "_build/ci/site/_build/html"
 
 
+def source_files() -> list[str]:
+    """The checkout's files, relative and POSIX, without the environment, caches and builds."""
+    skipped = {".git", ".venv", ".cache", ".data", "_build", "node_modules", "__pycache__"}
+    found = []
+    for folder, folders, names in os.walk(REPO_ROOT):
+        folders[:] = [name for name in folders if name not in skipped]
+        found += [(Path(folder) / name).relative_to(REPO_ROOT).as_posix() for name in names]
+    return found
+
+
 def test_cache_keys_follow_what_makes_a_cache_valid():
     text = (REPO_ROOT / ".github" / "workflows" / "book.yml").read_text()
     patterns = [p for call in re.findall(r"hashFiles\(([^)]*)\)", text) for p in re.findall(r"'([^']+)'", call)]
-    files = [path.relative_to(REPO_ROOT).as_posix() for path in REPO_ROOT.rglob("*") if path.is_file()
-             and not path.relative_to(REPO_ROOT).parts[0].startswith((".venv", ".git", "_build", ".cache", ".data"))]
+    files = source_files()
     for pattern in [p for p in patterns if not p.startswith("!")]:
         assert fnmatch.filter(files, pattern.replace("**/", "*")), f"hashFiles('{pattern}') matches no file"
     # The artifacts cache is keyed like lib.artifacts.library_fingerprint.
