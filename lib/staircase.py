@@ -29,6 +29,11 @@ cross-entropy and each inner maximisation taken exactly over a fine odd grid of
 * :class:`LLR` (Qin et al. 2019): ``l + lam gamma + mu |delta* dl/dt(x)|``, ``gamma =
   max_delta |l(x + delta) - l(x) - delta dl/dt(x)|`` and ``delta*`` its maximiser.
 
+Default weights: the paper's for GR (``lam = 1``) and LLR (``lam = 4, mu = 3``), the middle
+of its RST grid (``lam = 1`` of 0.5, 1, 2) and the largest of its TRADES grid (``beta = 6``
+of 1, 3, 6); 41 grid points for every inner max. GR's penalty vanishes wherever the loss
+does: on noiseless stairs the line through them has zero loss, so GR returns the natural fit.
+
 Fitting (deterministic; duplicate inputs merged into weights, so a large sample costs no
 more than a small one): natural and grid augmentation are linear least squares; AT, RST
 and TRADES are convex and solved exactly as quadratic programs over the epigraph of the
@@ -200,7 +205,8 @@ def objective(method: str, **hyper: float) -> Objective:
     fields = [f for f in METHODS[method].__dataclass_fields__ if f != "method"]
     unknown = sorted(set(hyper) - set(fields))
     if unknown:
-        raise ValueError(f"{method} has no hyper-parameter {', '.join(unknown)}; accepted: {', '.join(fields) or 'none'}")
+        accepted = ", ".join(fields) or "none"
+        raise ValueError(f"{method} has no hyper-parameter {', '.join(unknown)}; accepted: {accepted}")
     return METHODS[method](**hyper)
 
 
@@ -377,7 +383,8 @@ def loss(record: Objective, d: Design, theta: np.ndarray) -> tuple[float, np.nda
 
 def _check_record(record: Any) -> None:
     if type(record) not in METHODS.values():
-        raise ValueError(f"objective must be a record of lib.staircase ({', '.join(c.__name__ for c in METHODS.values())}), "
+        classes = ", ".join(c.__name__ for c in METHODS.values())
+        raise ValueError(f"objective must be a record of lib.staircase ({classes}), "
                          f"got {record!r}; by name: lib.staircase.objective(name), names {', '.join(METHODS)}")
 
 
