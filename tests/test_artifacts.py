@@ -56,7 +56,7 @@ def test_fingerprint_ignores_presentation_modules(monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", spy)
     artifacts.library_fingerprint()
-    assert "attacks.py" in seen and "run.py" not in seen
+    assert "robustness/attacks.py" in seen and "run.py" not in seen
     assert not any(name.startswith("plots/") for name in seen)
 
 
