@@ -1,4 +1,4 @@
-"""The empirical local Lipschitz estimator (lib/lipschitz.py) against analytic values."""
+"""The empirical local Lipschitz estimator (lib/robustness/lipschitz.py) against analytic values."""
 
 from __future__ import annotations
 
