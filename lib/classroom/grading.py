@@ -147,12 +147,13 @@ def _scratch_course(course: Path, assignment: str, student: str, notebook: Path,
 
 
 def _run_worker(scratch: Path, assignment: str, student: str, limits: Limits, wall_limit: float,
-                log: Path) -> int:
+                log: Path, feedback: bool) -> int:
     """The grading child process; returns its exit status (-9 when it ran past ``wall_limit``).
 
     Its output (nbgrader's log) goes to ``log``, a file outside the scratch folder.
     """
     command = [sys.executable, "-m", "lib.classroom.worker", "grade", str(scratch), assignment, student]
+    command += [] if feedback else ["--no-feedback"]
     with log.open("wb") as output:
         process = subprocess.Popen(command, cwd=scratch, env=nbgrader_env(), stdout=output, stderr=output,
                                    start_new_session=True, preexec_fn=_limit_resources(limits.max_file_mb * 2**20))
@@ -205,7 +206,7 @@ def grade_submission(course: Path, assignment: str, student: str, notebook: Path
     log = Path(tempfile.mkstemp(prefix="classroom-log-")[1])
     try:
         wall_limit = limits.cell_timeout * (len(expected) * 4 + 10) + 300
-        code = _run_worker(scratch, assignment, student, limits, wall_limit, log)
+        code = _run_worker(scratch, assignment, student, limits, wall_limit, log, feedback_dir is not None)
         scores = _read_scores(scratch, assignment, student) if code == 0 else None
         if scores is None or set(scores) != {q.name for q in expected}:
             detail = "ran past the wall-clock limit" if code == -9 else f"grading process exit status {code}"

@@ -5,7 +5,8 @@
 * ``correct``: the reference solution of the first assignment;
 * ``untouched``: the released student notebooks of every assignment, unchanged;
 * ``wrong``: the first assignment with a wrong ``attack`` (no attack at all);
-* ``looping``: the first assignment solved, plus a cell that never ends;
+* ``looping``: the first assignment solved, but its last solution cell starts with a
+  loop that never ends;
 * ``crashing``: the first assignment with a cell that kills its kernel;
 * ``destructive``: the first assignment with a cell that deletes every file of the
   course folder it is graded in and overwrites ``gradebook.db``.
@@ -65,7 +66,7 @@ def write_samples(folder: Path, course: Path, assignment: str = SAMPLE_ASSIGNMEN
     notebooks = {
         "correct": nbformat.read(reference, as_version=4),
         "wrong": _with_cell(reference, "attack", lambda _: WRONG_ATTACK),
-        "looping": _with_cell(reference, "attack", lambda old: old + ENDLESS_LOOP),
+        "looping": _with_cell(reference, "attack", lambda old: ENDLESS_LOOP + "\n\n" + old),
         "crashing": _with_cell(reference, "project", lambda old: KILL_KERNEL + "\n\n" + old),
         "destructive": _with_cell(reference, "project", lambda old: DELETE_AROUND + "\n\n" + old),
     }

@@ -1,11 +1,12 @@
 """nbgrader, driven through its Python API, in a child process of the teacher's.
 
     python -m lib.classroom.worker generate COURSE NAME [NAME ...]
-    python -m lib.classroom.worker grade SCRATCH ASSIGNMENT STUDENT
+    python -m lib.classroom.worker grade SCRATCH ASSIGNMENT STUDENT [--no-feedback]
 
 ``generate`` runs ``generate_assignment`` for every NAME in one process (one start-up
 instead of one per assignment). ``grade`` runs ``autograde`` and then
-``generate_feedback`` for one submission in a scratch course folder that holds only it;
+``generate_feedback`` (skipped with ``--no-feedback``, for the reference solutions) for
+one submission in a scratch course folder that holds only it;
 the teacher's process (:mod:`lib.classroom.grading`) reads the results afterwards. The
 exit status is 0 when every step succeeded, 1 otherwise (nbgrader's log on stderr).
 """
@@ -38,11 +39,13 @@ def generate(course: Path, names: list[str]) -> int:
     return 0 if all(ok) else 1
 
 
-def grade(scratch: Path, assignment: str, student: str) -> int:
+def grade(scratch: Path, assignment: str, student: str, feedback: bool = True) -> int:
     """``autograde`` then ``generate_feedback`` for one submission; 0 when both succeeded."""
     api = _api(scratch)
     if not _report("autograde", api.autograde(assignment, student, force=True, create=True)):
         return 1
+    if not feedback:
+        return 0
     return 0 if _report("generate_feedback", api.generate_feedback(assignment, student, force=True)) else 1
 
 
@@ -50,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) >= 3 and args[0] == "generate":
         return generate(Path(args[1]).resolve(), args[2:])
-    if len(args) == 4 and args[0] == "grade":
-        return grade(Path(args[1]).resolve(), args[2], args[3])
+    if len(args) in (4, 5) and args[0] == "grade" and args[4:] in ([], ["--no-feedback"]):
+        return grade(Path(args[1]).resolve(), args[2], args[3], feedback=not args[4:])
     print(__doc__, file=sys.stderr)
     return 2
 
