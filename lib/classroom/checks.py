@@ -76,3 +76,11 @@ def random_labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     if n < k or k < 1:
         raise ValueError(f"need n >= k >= 1, got n={n}, k={k}")
     return rng.permutation(np.concatenate([np.arange(k), rng.integers(0, k, n - k)]))
+
+
+def mean_kl(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> float:
+    """Mean over the batch of ``KL(p(x) || p(x_adv))``, ``p = softmax(model(.))`` (TRADES' penalty)."""
+    with torch.no_grad():
+        log_p = torch.log_softmax(model(x), dim=1)
+        log_q = torch.log_softmax(model(x_adv), dim=1)
+    return float((log_p.exp() * (log_p - log_q)).sum(dim=1).mean())
