@@ -19,12 +19,12 @@ from lib.separation.kernels import (
     HAVE_NUMBA,
     HEAD,
     bucket_codes,
-    code_statistics,
     column_variance,
     gather_columns,
     l2_float_kernel,
     l2_kernel,
     linf_kernel,
+    statistics,
 )
 from lib.separation.prepare import FILTER_LEVELS, Prepared, integer_pair
 
@@ -54,24 +54,26 @@ def _float_codes(ref: Prepared, query: Prepared) -> tuple[np.ndarray, np.ndarray
     :func:`lib.separation.bitsets.linf_bits_kernel` (see its module doc).
 
     Inputs on the 0..255 scale reuse the levels of the fused input pass, rint(255 x), and only
-    their exact statistics are computed (:func:`code_statistics`); others (``levels=``) are
+    their exact statistics are computed (:func:`lib.separation.kernels.code_statistics`); others (``levels=``) are
     coded on their common range (:func:`bucket_codes`), one coding for both so codes compare.
     """
     ref_f, query_f = ref.as_float(), query.as_float()
     if all(p.levels == FILTER_LEVELS and p.ints.dtype == np.uint8 for p in (ref, query)):
         ref_codes, query_codes = ref.ints, query.ints
-        ref_min, zmax = code_statistics(ref_f, ref_codes)
+        ref_min, zmax = statistics(ref_f, ref_codes)
         if query is not ref:
-            zmax = max(zmax, code_statistics(query_f, query_codes)[1])
+            zmax = max(zmax, statistics(query_f, query_codes)[1])
     else:
         low = min(float(ref_f.min()), float(query_f.min()))
         high = max(float(ref_f.max()), float(query_f.max()))
         ref_codes = np.empty(ref_f.shape, dtype=np.uint8)
-        ref_min, zmax = bucket_codes(ref_f, low, high, ref_codes)
+        bucket_codes(ref_f, low, high, ref_codes)
+        ref_min, zmax = statistics(ref_f, ref_codes)
         query_codes = ref_codes
         if query is not ref:
             query_codes = np.empty(query_f.shape, dtype=np.uint8)
-            zmax = max(zmax, bucket_codes(query_f, low, high, query_codes)[1])
+            bucket_codes(query_f, low, high, query_codes)
+            zmax = max(zmax, statistics(query_f, query_codes)[1])
     # A reference of code >= b is >= the smallest reference value of code >= b.
     floor = np.minimum.accumulate(ref_min[::-1])[::-1]
     gaps = np.where(np.isfinite(floor), floor - zmax, np.inf)

@@ -94,8 +94,8 @@ def _fused_pass(flat: np.ndarray, levels: int, what: str) -> tuple[np.ndarray, b
     if not HAVE_NUMBA:  # pragma: no cover - several numpy passes instead of one
         return _numpy_pass(flat, levels, what)
     ints = np.empty(flat.shape, dtype=np.uint8)
-    own = flat.dtype.type(levels)
-    status = grid_levels_kernel(flat, float(levels), own, ints)
+    grid = np.arange(levels + 1).astype(flat.dtype) / flat.dtype.type(levels)  # k/levels, own precision
+    status = grid_levels_kernel(flat, float(levels), grid, ints)
     if status & _OUTSIDE:
         _raise_outside(flat, what)
     return ints, not status & _OFF_GRID
