@@ -241,27 +241,33 @@ def check_reference(course: Path, names: list[str], limits: Limits = Limits()) -
     """Grade each assignment's reference solution first; raise unless it scores full marks.
 
     Returns the reference's points per assignment (each the assignment's maximum).
-
-    The usual cause is the grading kernel's environment: if ``lib`` or a package the tests
-    import is missing there, every test fails and every student would silently get 0.
+    The usual cause of a failure is the grading kernel's environment: if ``lib`` or a
+    package the tests import is missing there, every test fails and every student would
+    silently get 0.
     """
     totals = {}
     for name in names:
         source = course / "source" / name / f"{name}.ipynb"
         result = grade_submission(course, name, REFERENCE_STUDENT, source, limits=limits)
-        maximum = {q.name: q.points for q in questions(course, name)}
-        if result.status is not Status.GRADED or result.scores != maximum:
-            lost = [q for q, points in maximum.items() if result.scores.get(q) != points]
-            raise ReferenceSolutionFailed(
-                f"the reference solution of {name} scored {result.total or 0:g} of {sum(maximum.values()):g} "
-                f"points "
-                f"(status: {result.status.value}{'; ' + result.detail if result.detail else ''}; "
-                f"questions short of full marks: {', '.join(lost)}). "
-                f"Check that the grading kernel ({sys.executable}) imports lib and every package in "
-                f"requirements.txt, and that book/assignments/{name}.md passes its own tests. "
-                f"Nobody was graded." + (f"\nnbgrader's log:\n{result.log}" if result.log else ""))
+        problem = reference_problem(result, {q.name: q.points for q in questions(course, name)})
+        if problem:
+            raise ReferenceSolutionFailed(problem)
         totals[name] = float(result.total)
     return totals
+
+
+def reference_problem(result: Result, maximum: dict[str, float]) -> str | None:
+    """Why the reference solution's ``result`` is not full marks (``maximum``), or None."""
+    if result.status is Status.GRADED and result.scores == maximum:
+        return None
+    name = result.assignment
+    lost = [q for q, points in maximum.items() if result.scores.get(q) != points]
+    return (f"the reference solution of {name} scored {result.total or 0:g} of {sum(maximum.values()):g} points "
+            f"(status: {result.status.value}{'; ' + result.detail if result.detail else ''}; "
+            f"questions short of full marks: {', '.join(lost)}). "
+            f"Check that the grading kernel ({sys.executable}) imports lib and every package in "
+            f"requirements.txt, and that book/assignments/{name}.md passes its own tests. "
+            f"Nobody was graded." + (f"\nnbgrader's log:\n{result.log}" if result.log else ""))
 
 
 def overall_status(results: list[Result]) -> Status:
