@@ -116,7 +116,10 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSet
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(generator, state["rng"])
         history, first = state["history"], state["epoch"] + 1
-    for epoch in progress(range(first, settings.epochs), desc="epochs", total=settings.epochs - first):
+    epochs = range(first, settings.epochs)
+    # No epochs bar around a monitor: its attacks show their own bars, and nested bars
+    # leave cursor-moving escapes in a notebook's stderr.
+    for epoch in epochs if monitor is not None else progress(epochs, desc="epochs", total=len(epochs)):
         history.loss.append(_train_epoch(model, x, y, settings, objective, optimizer, generator))
         history.lr.append(optimizer.param_groups[0]["lr"])
         history.metrics.append(_measure(model, monitor, epoch, seed))
