@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.robustness.attacks import eval_mode, project_linf
+from lib.robustness.attacks import eval_mode, linf_bounds
 
 
 def _check(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
@@ -46,13 +46,17 @@ def _check(name: str, value: Any, *, positive: bool = False, integer: bool = Fal
 
 def _ascend(model: nn.Module, x: torch.Tensor, start: torch.Tensor, eps: float, steps: int,
             step_size: float, gain: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Signed-gradient ascent of ``gain`` (summed over the batch) in the eps-ball and [0, 1], eval mode."""
-    x_adv = project_linf(start.detach(), x, eps)
+    """Signed-gradient ascent of ``gain`` (summed over the batch) in the eps-ball and [0, 1], eval mode.
+
+    The ball's bounds (exact, see :func:`lib.robustness.attacks.linf_bounds`) are computed once.
+    """
+    lower, upper = linf_bounds(x.detach(), eps)
+    x_adv = torch.clamp(start.detach(), lower, upper)
     with eval_mode(model):
         for _ in range(steps):
             x_adv.requires_grad_(True)
             (grad,) = torch.autograd.grad(gain(x_adv).sum(), x_adv)
-            x_adv = project_linf(x_adv.detach() + step_size * grad.sign(), x, eps)
+            x_adv = torch.clamp(x_adv.detach() + step_size * grad.sign(), lower, upper)
     return x_adv.detach()
 
 
