@@ -166,14 +166,15 @@ _SWEEP = (DefenseRun("natural"), DefenseRun("gr"), DefenseRun("llr"), DefenseRun
           *(DefenseRun("rst", (("lam", lam),)) for lam in (0.5, 1.0, 2.0)),
           *(DefenseRun("trades", (("beta", beta),)) for beta in (1.0, 3.0, 6.0)))
 
-# ci, sized from what the 2-core CPU measured (book/05_defenses.md says the seconds): the
-# small CNN (8.5x fewer multiply-adds than CNN002); the six objectives together cost ~46
-# forward-backward passes per image. A first sizing (4,000 images x 3 epochs, MNIST and
-# Fashion-MNIST) measured ~20 minutes on the shared machine: MNIST only, 2,000 images x 2 epochs.
+# ci, sized from what the 2-core CPU measured (book/05_defenses.md glues the seconds):
+# the small CNN (8.5x fewer multiply-adds than CNN002), 2,000 images x 2 epochs; the six
+# objectives together cost ~46 forward-backward passes per image. On 2 free cores the six
+# MNIST jobs took ~60 s in all (training and evaluation); on the machine shared by several
+# engineers (load 5-7) the same work took 7 minutes.
 _CI_TRAIN = TrainSettings(model="small", train_size=2_000, epochs=2, batch_size=64,
                           optimizer=Optimizer.ADAM, lr=1e-3)
 _CI_DEFENSES = DefensesSettings(
-    datasets=(DefenseDataset("mnist", _CI_TRAIN),),
+    datasets=(DefenseDataset("mnist", _CI_TRAIN), DefenseDataset("fashion_mnist", _CI_TRAIN)),
     runs=_SIX_METHODS,
     evaluation=DefenseEvaluation(
         adv_train_size=200, adv_test_size=200, attack_steps=10, autoattack_size=50,
