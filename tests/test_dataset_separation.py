@@ -47,6 +47,9 @@ def test_query_subset_gives_an_upper_bound_and_says_so(digits):
         assert not row["complete"] and len(row["queries"]) == 50
         np.testing.assert_array_equal(row["distances"], full[split]["distances"][row["queries"]])
         assert row["separation"] >= full[split]["separation"]
+        # the reported pair is named by its index in the whole split, not in the subset
+        assert row["query"] in row["queries"]
+        assert full[split]["distances"][row["query"]] == row["separation"]
     again = dataset_separation("digits", query_size=50, seed=3)
     np.testing.assert_array_equal(again["test_train"]["queries"], part["test_train"]["queries"])
 
