@@ -61,7 +61,7 @@ def _plain(value: Any) -> Any:
 
 
 # Modules that only present or orchestrate results: editing them does not invalidate artifacts.
-PRESENTATION_ONLY = ("run.py", "plots/")
+PRESENTATION_ONLY = ("run.py", "toc.py", "execution_status.py", "sphinx_hooks.py", "plots/", "classroom/")
 
 
 def library_fingerprint() -> str:

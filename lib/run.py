@@ -29,21 +29,20 @@ import argparse
 import ast
 import filecmp
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lib import REPO_ROOT
+from lib.execution_status import execution_record, write_record, write_status_page
 from lib.profiles import PROFILES, get_profile, resolve_device
+from lib.toc import is_notebook, toc_chapters
 
 BASE_PARAMETERS = ("profile", "device", "seed")
 STAGED_FILES = ("_toc.yml", "references.bib")
@@ -54,8 +53,6 @@ INSTALL_TAG = "install-lib"
 Binder). The runner never executes it; its other tags hide it from the book (``remove-cell``)
 and from nbval (``nbval-skip``)."""
 INSTALL_CELL_TAGS = (INSTALL_TAG, "remove-cell", "nbval-skip")
-RECORD_KEY = "closer_look_execution"
-STATUS_PAGE = "book/execution_status"
 PUBLISH_BRANCH = "gh-pages"
 LAUNCH_BUTTONS = {"binderhub_url": "https://mybinder.org", "colab_url": "https://colab.research.google.com",
                   "notebook_interface": "classic"}
@@ -64,25 +61,6 @@ LAUNCH_BUTTONS = {"binderhub_url": "https://mybinder.org", "colab_url": "https:/
 def site_dir(profile: str) -> Path:
     """Staging tree of executed notebooks for ``profile``; the HTML lands in ``<site>/_build/html``."""
     return REPO_ROOT / "_build" / profile / "site"
-
-
-def toc_chapters(toc: Path = REPO_ROOT / "_toc.yml") -> list[Path]:
-    """Chapter sources in reading order, from ``_toc.yml`` (root first)."""
-    data = yaml.safe_load(toc.read_text())
-    return [REPO_ROOT / f"{entry}.md" for entry in [data["root"], *_toc_files(data)]]
-
-
-def _toc_files(node: dict | list) -> list[str]:
-    if isinstance(node, list):
-        return [file for item in node for file in _toc_files(item)]
-    own = [node["file"]] if "file" in node else []
-    return own + [file for key in ("parts", "chapters", "sections") for file in _toc_files(node.get(key) or [])]
-
-
-def is_notebook(path: Path) -> bool:
-    """A jupytext notebook declares a kernelspec in its front matter; other pages are plain text."""
-    text = path.read_text()
-    return text.startswith("---") and "kernelspec:" in text.split("---", 2)[1]
 
 
 def declared_parameters(path: Path) -> dict[str, object]:
@@ -308,65 +286,6 @@ def fill_install_cells(site: Path, source: str) -> None:
             nbformat.write(notebook, path)
 
 
-@dataclass(frozen=True)
-class ExecutionRecord:
-    """How and where one chapter was executed, kept in its notebook; the status page lists them."""
-
-    profile: str
-    device: str  # the CPU model or GPU name, not the requested "auto"
-    wall_time_s: float
-    date: str  # UTC, ISO 8601
-    library_fingerprint: str  # lib.artifacts.library_fingerprint() when it ran
-
-
-def cpu_model() -> str:
-    """The processor's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or platform.machine()
-
-
-def device_name(device: str) -> str:
-    """What ``device`` (auto, cpu, cuda:N, mps) is on this machine: a GPU's name or the CPU model and cores."""
-    import torch
-
-    resolved = resolve_device(device)
-    if resolved.type == "cuda":
-        return torch.cuda.get_device_name(resolved)
-    if resolved.type == "mps":
-        return f"Apple GPU (MPS), {platform.machine()}"
-    return f"{cpu_model()} ({os.cpu_count()} cores)"
-
-
-def execution_record(profile: str, device: str, seconds: float) -> ExecutionRecord:
-    from lib.artifacts import library_fingerprint
-
-    return ExecutionRecord(profile=profile, device=device_name(device), wall_time_s=round(seconds, 1),
-                           date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           library_fingerprint=library_fingerprint())
-
-
-def write_record(path: Path, record: ExecutionRecord) -> None:
-    import nbformat
-
-    notebook = nbformat.read(path, as_version=4)
-    notebook.metadata[RECORD_KEY] = asdict(record)
-    nbformat.write(notebook, path)
-
-
-def read_record(path: Path) -> ExecutionRecord | None:
-    """The record ``execute`` left in an executed notebook; None if absent or the run failed."""
-    import nbformat
-
-    if not path.exists():
-        return None
-    metadata = nbformat.read(path, as_version=4).metadata
-    if metadata.get("papermill", {}).get("exception") or RECORD_KEY not in metadata:
-        return None
-    return ExecutionRecord(**metadata[RECORD_KEY])
-
-
 def newest_library_change() -> float:
     """Modification time of the most recently changed file of ``lib``."""
     return max(path.stat().st_mtime for path in (REPO_ROOT / "lib").rglob("*.py"))
@@ -431,46 +350,6 @@ def static_is_stale(site: Path) -> bool:
                for source, copy in zip(sources, copies))
 
 
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
-def status_row(chapter: Path, record: ExecutionRecord | None) -> str:
-    link = f"{{doc}}`/{chapter.relative_to(REPO_ROOT).with_suffix('').as_posix()}`"
-    if record is None:
-        return f"| {link} | not executed | | | | |"
-    date = record.date.replace("T", " ")[:16]
-    return (f"| {link} | {record.profile} | {record.device} | {format_duration(record.wall_time_s)} | "
-            f"{date} | `{record.library_fingerprint[:12]}` |")
-
-
-def status_table(site: Path) -> str:
-    """The execution-status table: one row per notebook chapter of ``_toc.yml``, read from its record."""
-    header = ["| Chapter | Profile | Device | Wall time | Executed (UTC) | Library fingerprint |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    staged = toc_chapters(site / "_toc.yml")
-    chapters = [chapter for chapter in staged if chapter.exists() and is_notebook(chapter)]
-    records = [read_record(site / chapter.relative_to(REPO_ROOT).with_suffix(".ipynb")) for chapter in chapters]
-    return "\n".join(header + [status_row(chapter, record) for chapter, record in zip(chapters, records)])
-
-
-def write_status_page(site: Path) -> None:
-    """Stage the execution-status page: its prose from ``book/``, then the table generated from the records."""
-    source = REPO_ROOT / f"{STATUS_PAGE}.md"
-    if source not in toc_chapters(site / "_toc.yml"):
-        return
-    text = f"{source.read_text().rstrip()}\n\n{status_table(site)}\n"
-    target = site / f"{STATUS_PAGE}.md"
-    if not target.exists() or target.read_text() != text:
-        target.write_text(text)
-
-
 def place_downloads(site: Path) -> None:
     """Put each chapter's executed ``.ipynb`` and MyST source next to its HTML page.
 
@@ -488,73 +367,6 @@ def place_downloads(site: Path) -> None:
         shutil.copy2(chapter, html / relative)
     shutil.copy2(REPO_ROOT / "environment.yml", html / "environment.yml")
     (html / ".nojekyll").touch()
-
-
-def add_myst_download(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
-    """Offer the chapter's MyST source in the page's download menu, after the executed ``.ipynb``."""
-    source = REPO_ROOT / f"{pagename}.md"
-    if not (source.exists() and is_notebook(source)):
-        return
-    button = {"type": "link", "url": context["pathto"](f"{pagename}.md", 1), "text": ".md",
-              "icon": "fas fa-file-lines", "tooltip": "Download the MyST source", "label": "download-myst-button"}
-    for group in context.get("header_buttons", []):
-        if group.get("label") == "download-buttons":
-            group["buttons"].insert(1, button)
-
-
-def default_theme_mode(app: Any, config: Any) -> None:
-    """Start in the theme's ``auto`` mode (the reader's system setting).
-
-    sphinx-book-theme leaves pydata-sphinx-theme's ``default_mode`` (a template variable)
-    empty, which its script rejects with a console error ("Got invalid theme mode") on every
-    page.
-    """
-    config.html_context.setdefault("default_mode", "auto")
-
-
-def drop_repeated_scripts(app: Any, pagename: str, templatename: str, context: dict[str, Any],
-                          doctree: Any) -> None:
-    """Keep one copy of each script: sphinx-thebe adds its inline configuration once per read
-    pass, and a repeated ``const THEBE_JS_URL`` is a JavaScript error on every page."""
-    seen: set[tuple] = set()
-    unique = []
-    for script in context.get("script_files", []):
-        # An inline script's file name is None or "" depending on who added it.
-        attributes = getattr(script, "attributes", {})
-        key = (getattr(script, "filename", script) or "", tuple(sorted((k, str(v)) for k, v in attributes.items())))
-        if key not in seen:
-            seen.add(key)
-            unique.append(script)
-    context["script_files"] = unique
-
-
-# Markup that extensions write and axe-core rejects, each with the markup that fixes it.
-ACCESSIBILITY_FIXES = (
-    # docutils: a bibliography is an ARIA "list" of "doc-biblioentry"s, which a list may
-    # not contain (aria-required-children, critical); its entries become list items.
-    ('role="doc-biblioentry"', 'role="listitem"'),
-    # myst-nb: a hidden cell's toggle is named "Toggle hidden content" while it shows "Show
-    # code cell source" (label-content-name-mismatch, serious); its text becomes its name.
-    ('<summary aria-label="Toggle hidden content">', "<summary>"),
-)
-
-
-def fix_accessibility(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
-    """Apply :data:`ACCESSIBILITY_FIXES` to the page's body."""
-    body = context.get("body", "")
-    for wrong, right in ACCESSIBILITY_FIXES:
-        body = body.replace(wrong, right)
-    context["body"] = body
-
-
-def setup(app: Any) -> dict[str, bool]:
-    """Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``): the MyST source download,
-    the theme's default mode, one copy of each script, markup fixed for accessibility."""
-    app.connect("config-inited", default_theme_mode)
-    app.connect("html-page-context", add_myst_download, priority=600)
-    app.connect("html-page-context", drop_repeated_scripts, priority=600)
-    app.connect("html-page-context", fix_accessibility, priority=600)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def build(profile: str) -> Path:

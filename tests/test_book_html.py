@@ -12,7 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib.run import site_dir, toc_chapters
+from lib.run import site_dir
+from lib.toc import toc_chapters
 
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 SITE = site_dir(PROFILE)

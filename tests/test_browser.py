@@ -23,7 +23,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from lib import REPO_ROOT
-from lib.run import site_dir, toc_chapters
+from lib.run import site_dir
+from lib.toc import toc_chapters
 
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 SITE = site_dir(PROFILE)

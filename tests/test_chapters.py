@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lib.notebook import defaults, plain
-from lib.run import is_notebook, toc_chapters
+from lib.toc import is_notebook, toc_chapters
 
 MAX_CODE_LINE = 79  # PEP 8; the width _static/book.css fits without a scrollbar
 

@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from lib import REPO_ROOT
-from lib.run import (INSTALL_CELL_TAGS, PUBLISH_BRANCH, RECORD_KEY, STATUS_PAGE, ExecutionRecord, book_config,
-                     device_name, fill_install_cells, format_duration, install_source, is_notebook,
-                     pop_install_cells, read_record, restore_install_cells, site_dir, staged_config, status_table,
-                     toc_chapters, write_record)
+from lib.execution_status import (RECORD_KEY, STATUS_PAGE, ExecutionRecord, device_name, format_duration,
+                                  read_record, status_table, write_record)
+from lib.run import (INSTALL_CELL_TAGS, PUBLISH_BRANCH, book_config, fill_install_cells, install_source,
+                     pop_install_cells, restore_install_cells, site_dir, staged_config)
+from lib.toc import is_notebook, toc_chapters
 
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 HTML = site_dir(PROFILE) / "_build" / "html"

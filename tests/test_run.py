@@ -5,7 +5,8 @@ import torch
 
 from lib import REPO_ROOT
 from lib.profiles import PROFILES, get_profile, resolve, resolve_device
-from lib.run import declared_parameters, is_notebook, parse_value, plan_parameters, resolve_chapters, toc_chapters
+from lib.run import declared_parameters, parse_value, plan_parameters, resolve_chapters
+from lib.toc import is_notebook, toc_chapters
 
 
 def test_profiles_are_typed_records():
