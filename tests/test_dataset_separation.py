@@ -57,3 +57,22 @@ def test_query_subset_gives_an_upper_bound_and_says_so(digits):
 def test_unknown_norm_is_refused_before_loading():
     with pytest.raises(ValueError, match="accepted"):
         dataset_separation("digits", p=3)
+
+
+def test_same_label_test_train_matches_brute_force(digits):
+    from lib.separation.tables import same_label_test_train
+
+    train, test = digits
+    ref = train.images.reshape(len(train), -1).astype(np.int64)
+    query = test.images.reshape(len(test), -1).astype(np.int64)
+    d = np.abs(query[:, None, :] - ref[None, :, :]).max(axis=2).astype(np.float64)
+    d[test.labels[:, None] != train.labels[None, :]] = np.inf
+    np.testing.assert_array_equal(same_label_test_train("digits"), d.min(axis=1) / train.levels)
+
+
+def test_table_names_datasets_and_margin_column():
+    from lib.separation.tables import MARGIN_COLUMN, separation_table
+
+    table = separation_table({"fashion_mnist": None, "cifar10": None})
+    assert list(table.index) == ["Fashion-MNIST", "CIFAR-10"]
+    assert MARGIN_COLUMN in table.columns and "2ε" in table.columns

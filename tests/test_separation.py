@@ -16,6 +16,7 @@ from lib.separation import (
     conflicting_duplicates,
     nearest_neighbor_distance,
     nearest_other_label_distance,
+    nearest_same_label_distance,
     separation,
 )
 
@@ -145,6 +146,48 @@ def test_levels_argument_reads_digits_scale():
     y = np.array([0, 1, 1])
     d = nearest_other_label_distance(X, y, levels=16)
     np.testing.assert_array_equal(d, [4 / 16, 16 / 16, 4 / 16])
+
+
+def _same_label_bruteforce(X_ref, y_ref, X_query, y_query, p, leave_one_out):
+    """Pairwise distances on the [0, 1] scale, other labels (and the point itself) masked, min."""
+    scale = 255.0 if X_ref.dtype == np.uint8 else 1.0
+    ref = X_ref.reshape(len(X_ref), -1).astype(np.float64) / scale
+    query = X_query.reshape(len(X_query), -1).astype(np.float64) / scale
+    diff = np.abs(query[:, None, :] - ref[None, :, :])
+    d = diff.max(axis=2) if p == math.inf else np.sqrt((diff**2).sum(axis=2))
+    d[y_query[:, None] != y_ref[None, :]] = np.inf
+    if leave_one_out:
+        np.fill_diagonal(d, np.inf)
+    return d.min(axis=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("p", P_VALUES)
+def test_nearest_same_label_equals_bruteforce(p, backend):
+    """Test–train and train–train (a point is not its own neighbour; same-label duplicates give 0)."""
+    rng = np.random.default_rng(7)
+    X_ref, X_query = _grid_data(rng, 120), _grid_data(rng, 40)
+    y_ref, y_query = rng.integers(0, 3, 120), rng.integers(0, 3, 40)
+    X_ref[5], y_ref[5] = X_ref[9], y_ref[9]  # a same-label duplicate: distance 0 for both
+    got = nearest_same_label_distance(X_ref, y_ref, X_query, y_query, p, backend=backend)
+    expected = _same_label_bruteforce(X_ref, y_ref, X_query, y_query, p, leave_one_out=False)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    got_tt = nearest_same_label_distance(X_ref, y_ref, p=p, backend=backend)
+    expected_tt = _same_label_bruteforce(X_ref, y_ref, X_ref, y_ref, p, leave_one_out=True)
+    np.testing.assert_allclose(got_tt, expected_tt, rtol=1e-12, atol=0)
+    assert got_tt[5] == got_tt[9] == 0 and np.all(got_tt[np.arange(120) != 5] >= 0)
+
+
+def test_nearest_same_label_floats_and_missing_class():
+    """Float inputs; a query label absent from the reference (or a lone point) gives inf."""
+    rng = np.random.default_rng(8)
+    X_ref, X_query = rng.random((60, 6)), rng.random((20, 6))
+    y_ref, y_query = rng.integers(0, 2, 60), np.r_[rng.integers(0, 2, 19), 5]
+    got = nearest_same_label_distance(X_ref, y_ref, X_query, y_query)
+    np.testing.assert_array_equal(got, _same_label_bruteforce(X_ref, y_ref, X_query, y_query, math.inf, False))
+    assert got[-1] == np.inf
+    lone = nearest_same_label_distance(X_ref[:3], np.array([0, 1, 1]))
+    assert lone[0] == np.inf and np.isfinite(lone[1:]).all()
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ from lib.separation.api import (
     conflicting_duplicates,
     nearest_neighbor_distance,
     nearest_other_label_distance,
+    nearest_same_label_distance,
     separation,
 )
 from lib.separation.synthetic import PlantedSet, planted_pairs
@@ -74,5 +75,6 @@ from lib.separation.tables import (
 __all__ = [
     "PAPER_TABLE1", "TABLE_EPS", "cached_dataset_separation", "closest_pair_panels", "dataset_separation",
     "ratio_to_budget", "separation_table", "SeparationResult", "brute_force_nearest", "conflicting_duplicates",
-    "nearest_neighbor_distance", "nearest_other_label_distance", "separation", "PlantedSet", "planted_pairs",
+    "nearest_neighbor_distance", "nearest_other_label_distance", "nearest_same_label_distance", "separation",
+    "PlantedSet", "planted_pairs",
 ]

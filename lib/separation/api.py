@@ -106,6 +106,53 @@ def nearest_other_label_distance(
     return (out, arg) if return_index else out
 
 
+def _rows(points: Prepared, rows: np.ndarray) -> Prepared:
+    """The points ``rows`` of a prepared input, in the same representation."""
+    floats = None if points.floats is None else points.floats[rows]
+    return Prepared(np.ascontiguousarray(points.ints[rows]), points.levels, points.on_grid, floats)
+
+
+def _within_label(ref: Prepared, query: Prepared | None, p: float, backend: str, device: Any,
+                  arrays: tuple) -> np.ndarray:
+    """Nearest-neighbour distances inside one label: ``query=None`` means leave-one-out."""
+    ids = np.arange(len(ref), dtype=np.int64)
+    if query is None:  # each point is its own label: only itself is skipped
+        return _search(ref, ids, ref, ids, p, backend, device, arrays)[0]
+    return _search(ref, np.zeros_like(ids), query, np.full(len(query), -1), p, backend, device, arrays)[0]
+
+
+def nearest_same_label_distance(
+    X_ref: Any,
+    y_ref: Any,
+    X_query: Any = None,
+    y_query: Any = None,
+    p: float = float("inf"),
+    device: Any = None,
+    *,
+    backend: str = "auto",
+    levels: int | None = None,
+) -> np.ndarray:
+    """For each query, the exact distance to the nearest reference point with the *same* label.
+
+    The companion of :func:`nearest_other_label_distance`: Yang et al. (2020, §3) bound a
+    point's distance to the other classes; its distance to its own class decides whether a
+    nearest-neighbour rule labels it correctly (§4). With ``X_query=None`` (train–train) a
+    point is not its own neighbour (an exact duplicate with the same label gives 0). ``inf``
+    where the reference set has no other point of that label. Inputs as in
+    :func:`nearest_neighbor_distance`.
+    """
+    p = check_norm(p)
+    wants_torch(backend, device)
+    ref, labels, query, query_labels = _train_train_or_test_train(X_ref, y_ref, X_query, y_query, levels)
+    out = np.full(len(query), np.inf)
+    for label in np.unique(query_labels):
+        rows, cols = np.flatnonzero(labels == label), np.flatnonzero(query_labels == label)
+        if len(rows) > (1 if X_query is None else 0):
+            own = None if X_query is None else _rows(query, cols)
+            out[cols] = _within_label(_rows(ref, rows), own, p, backend, device, (X_ref, X_query))
+    return out
+
+
 @dataclass(frozen=True)
 class SeparationResult:
     """The separation of a labelled set (Yang et al. 2020, Table 1) and where it is attained.

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lib.datasets import PAPER_EPS
-from lib.separation.api import nearest_other_label_distance
+from lib.separation.api import nearest_other_label_distance, nearest_same_label_distance
 from lib.separation.prepare import check_norm
 
 PAPER_TABLE1: dict[str, dict[str, float]] = {
@@ -32,6 +32,20 @@ TABLE_EPS: dict[str, float | None] = {
     "digits": None,  # not in the paper, no standard budget: left blank
 }
 """ε per dataset for the separation table (L-infinity, [0, 1] scale)."""
+
+DISPLAY_NAMES: dict[str, str] = {
+    "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "digits": "digits", "cifar10": "CIFAR-10",
+    "svhn": "SVHN", "restricted_imagenet": "Restricted ImageNet",
+}
+"""How a dataset's identifier is written in tables and figures."""
+
+MARGIN_COLUMN = "smaller separation / 2ε"
+"""The table's column min(train–train, test–train) / 2ε (:func:`ratio_to_budget`)."""
+
+
+def display_name(name: str) -> str:
+    """The name readers know (``fashion_mnist`` -> ``Fashion-MNIST``); unknown names as given."""
+    return DISPLAY_NAMES.get(name, name)
 
 
 def _query_subset(n: int, size: int | None, seed: int) -> np.ndarray | None:
@@ -88,6 +102,28 @@ def cached_dataset_separation(name: str, p: float = float("inf"), *, query_size:
                            seed=seed)
 
 
+def same_label_test_train(name: str, *, device: Any = None) -> np.ndarray:
+    """Each test image's L-infinity distance to the nearest training image of its *own* label.
+
+    Beside the test–train distances of Table 1 (Yang et al. 2020, §3: to another label), this
+    is the distance a nearest-neighbour rule needs to be small (§4); exact, every test image.
+    """
+    from lib import datasets
+
+    train, test = datasets.load(name, "train"), datasets.load(name, "test")
+    return nearest_same_label_distance(train.images, train.labels, test.images, test.labels, device=device,
+                                       levels=train.levels)
+
+
+def cached_same_label_test_train(name: str, *, seed: int = 0, device: Any = None) -> np.ndarray:
+    """:func:`same_label_test_train` through ``lib.artifacts.load_or_compute``."""
+    from lib.artifacts import load_or_compute
+
+    config = {"dataset": name, "p": "inf", "split": "test_train", "label": "same"}
+    return load_or_compute(f"same-label-{name}", config, lambda: same_label_test_train(name, device=device),
+                           seed=seed)
+
+
 def closest_pair_panels(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Images of the closest train–train and test–train pairs of a :func:`dataset_separation` result."""
     from lib import datasets
@@ -101,7 +137,7 @@ def closest_pair_panels(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ref": train.images[part["ref"]].reshape(-1) / train.levels,
             "query_label": data.classes[part["query_label"]], "ref_label": train.classes[part["ref_label"]],
             "distance": part["separation"],
-            "title": f"{result['dataset']} {'train' if split == 'train_train' else 'test'} #{part['query']}",
+            "title": f"{display_name(result['dataset'])} {'train' if split == 'train_train' else 'test'} #{part['query']}",
         })
     return panels
 
@@ -120,8 +156,10 @@ def ratio_to_budget(name: str, result: dict[str, Any]) -> float | None:
 def separation_table(results: dict[str, dict[str, Any] | None], l2: dict[str, dict[str, Any]] | None = None):
     """Table 1 with this book's measurements: one row per dataset (``None``: data absent).
 
-    Columns: ε, 2ε, train–train, test–train, ratio (min of the two) / 2ε, the paper's values,
-    and the L2 separations when given. Returns a pandas DataFrame of formatted strings.
+    Columns: ε, 2ε, train–train, test–train, :data:`MARGIN_COLUMN` (the smaller of the two
+    over 2ε: above 1, separated enough for attacks of size ε, and how many times over), the
+    paper's values, and the L2 separations when given. Rows named by :func:`display_name`.
+    Returns a pandas DataFrame of formatted strings.
     """
     import pandas as pd
 
@@ -130,14 +168,14 @@ def separation_table(results: dict[str, dict[str, Any] | None], l2: dict[str, di
     for name, result in results.items():
         eps = TABLE_EPS.get(name)
         paper = PAPER_TABLE1.get(name)
-        row = {"dataset": name, "ε": "" if eps is None else f"{eps:.3f}", "2ε": "" if eps is None else f"{2 * eps:.3f}"}
+        row = {"dataset": display_name(name), "ε": "" if eps is None else f"{eps:.3f}", "2ε": "" if eps is None else f"{2 * eps:.3f}"}
         if result is None:
-            row.update({"train–train": absent, "test–train": absent, "min / 2ε": ""})
+            row.update({"train–train": absent, "test–train": absent, MARGIN_COLUMN: ""})
         else:
             tt, te = result["train_train"]["separation"], result["test_train"]["separation"]
             ratio = ratio_to_budget(name, result)
             row.update({"train–train": f"{tt:.3f}", "test–train": f"{te:.3f}",
-                        "min / 2ε": "" if ratio is None else f"{ratio:.2f}"})
+                        MARGIN_COLUMN: "" if ratio is None else f"{ratio:.2f}"})
         row["paper train–train / test–train"] = "" if paper is None else f"{paper['train_train']:.3f} / {paper['test_train']:.3f}"
         if l2 is not None:
             result2 = l2.get(name)
