@@ -1,0 +1,555 @@
+"""Closing the gap: dropout, early stopping and training-set size (Yang et al. 2020, §5.2 and §6).
+
+The paper ends on generalization: AT, RST and TRADES make a network locally Lipschitz on
+its training points but not on test points, and dropout narrows their train-test gaps
+(§5.2). Three studies turn that into runs, each one an independent job with one JSON
+record under ``<artifacts>/generalization/<profile>/<study>/`` (the layout the tracked
+``results/<profile>/generalization/`` mirrors):
+
+* ``dropout``: each robust method with and without dropout, per dataset (§5.2);
+* ``early_stopping``: one robust method trained long, measured after every epoch on a
+  validation split held out of the training split (Rice, Wong and Kolter 2020);
+* ``sample_size``: natural training and one robust method on growing training sets, each
+  seeing the same number of images (§6; Schmidt et al. 2018).
+
+Runs whose settings equal a defenses-chapter job are that job (same cache key), so the
+chapter reuses the networks ``lib.robustness.defenses`` trained. Imports torch, NumPy and
+the standard library only (no AutoAttack, no plotting), so the GPU tier runs it bare:
+
+    python -m lib.generalization run --profile gpu --device cuda --max-minutes 4
+    python -m lib.generalization table --profile gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lib import datasets
+from lib.artifacts import REPO_ROOT, array_digest, artifact_root, load_or_compute
+from lib.profiles import (DefenseEvaluation, DefenseRun, GeneralizationSettings, TrainSettings, get_profile,
+                          resolve_device)
+from lib.robustness import defenses
+from lib.robustness.attacks import robust_accuracy
+from lib.robustness.lipschitz import local_lipschitz
+from lib.robustness.models import DEFAULT_DROPOUT, build_model, parse_model
+from lib.robustness.objectives import objective_key
+from lib.robustness.training import accuracy, load_or_train
+
+
+class Study(str, Enum):
+    """The chapter's three studies, in the order they run."""
+
+    DROPOUT = "dropout"
+    EARLY_STOPPING = "early_stopping"
+    SAMPLE_SIZE = "sample_size"
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One network of one study: what it trains on, how, and where its record goes."""
+
+    study: Study
+    dataset: str
+    run: DefenseRun
+    train: TrainSettings
+    profile: str
+    seed: int = 0
+    validation_size: int = 0  # early stopping: points held out of the training split
+
+    @property
+    def job(self) -> defenses.Job:
+        """The defenses-chapter job with this method (its objective, radius and slug)."""
+        return defenses.Job(self.dataset, self.run, self.profile, self.seed)
+
+    @property
+    def dropout(self) -> float:
+        """The dropout rate the network trains with (the architecture's own when unset)."""
+        rate = self.train.dropout
+        return DEFAULT_DROPOUT[parse_model(self.train.model)] if rate is None else rate
+
+    @property
+    def slug(self) -> str:
+        size = "all" if self.train.train_size is None else self.train.train_size
+        return f"{self.dataset}-{self.job.slug}-{self.train.model}-dropout{self.dropout:g}-n{size}" \
+               f"-e{self.train.epochs}"
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def _present(dataset: str) -> bool:
+    return datasets.available(dataset)
+
+
+def dropout_runs(profile: str, seed: int = 0) -> list[StudyRun]:
+    """§5.2: each robust method without and with dropout, per dataset whose files are here."""
+    study = get_profile(profile).generalization.dropout
+    runs = []
+    for entry in study.datasets:
+        without = entry.train if _rate(entry.train) == 0 else dataclasses.replace(entry.train, dropout=0.0)
+        with_dropout = dataclasses.replace(entry.train, dropout=entry.rate)
+        for run in study.runs:
+            runs += [StudyRun(Study.DROPOUT, entry.dataset, run, t, profile, seed) for t in (without, with_dropout)]
+    return runs
+
+
+def _rate(train: TrainSettings) -> float:
+    return DEFAULT_DROPOUT[parse_model(train.model)] if train.dropout is None else train.dropout
+
+
+def sample_size_runs(profile: str, seed: int = 0) -> list[StudyRun]:
+    """§6: each method on each training-set size, epochs = images_seen / size (equal steps)."""
+    study = get_profile(profile).generalization.sample_size
+    runs = []
+    for size in study.sizes:
+        epochs = max(1, round(study.images_seen / size))
+        train = dataclasses.replace(study.train, train_size=size, epochs=epochs)
+        runs += [StudyRun(Study.SAMPLE_SIZE, study.dataset, run, train, profile, seed) for run in study.runs]
+    return runs
+
+
+def early_stopping_run(profile: str, seed: int = 0) -> StudyRun:
+    """The one long robust run of the early-stopping study (Rice, Wong and Kolter 2020)."""
+    study = get_profile(profile).generalization.early_stopping
+    return StudyRun(Study.EARLY_STOPPING, study.dataset, study.run, study.train, profile, seed,
+                    study.validation_size)
+
+
+def study_runs(profile: str, seed: int = 0) -> list[StudyRun]:
+    """Every run of the profile's three studies, in priority order (dropout first: the paper's claim)."""
+    return [*dropout_runs(profile, seed), early_stopping_run(profile, seed), *sample_size_runs(profile, seed)]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def split_train_validation(n: int, train_size: int | None, validation_size: int,
+                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a training subset and a validation split disjoint from it, both from ``range(n)``.
+
+    The training subset is the one :meth:`lib.datasets.ImageData.subset` draws with the
+    same seed (so an early-stopping run trains on the images a plain run would); the
+    validation points are drawn from the rest (Rice, Wong and Kolter 2020 hold out part
+    of the training split).
+    """
+    size = n if train_size is None else train_size
+    if not 0 < size <= n or not 0 <= validation_size <= n - size:
+        raise ValueError(f"need 0 < train_size <= n and 0 <= validation_size <= n - train_size; "
+                         f"got n={n}, train_size={train_size}, validation_size={validation_size}")
+    train = np.arange(n) if size == n else np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    rest = np.setdiff1d(np.arange(n), train)
+    validation = np.sort(np.random.default_rng(seed + 1).choice(rest, validation_size, replace=False))
+    return train, validation
+
+
+def _tensors(data: datasets.ImageData, index: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
+    x, y = data.tensors()
+    return x[index].to(device), y[index].to(device)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+            eps: float, settings: DefenseEvaluation, *, seed: int = 0) -> dict[str, float]:
+    """The defenses table's row without AutoAttack (Yang et al. 2020, §5.1): accuracies, PGD, Lipschitz, gaps.
+
+    Clean accuracy on all of ``train`` and ``test``; PGD (``attack_steps`` of eps/5, one
+    random start) on their first ``adv_train_size`` / ``adv_test_size`` points; the book's
+    ascent estimate of the test local Lipschitz constant on the first ``lipschitz_size``.
+    """
+    (x_train, y_train), (x_test, y_test) = train, test
+    n_train, n_test = settings.adv_train_size, settings.adv_test_size or len(x_test)
+    torch.manual_seed(seed)
+    row = {"train_acc": accuracy(model, x_train, y_train), "test_acc": accuracy(model, x_test, y_test),
+           "adv_train_acc": robust_accuracy(model, x_train[:n_train], y_train[:n_train], eps,
+                                            steps=settings.attack_steps),
+           "adv_test_acc": robust_accuracy(model, x_test[:n_test], y_test[:n_test], eps, steps=settings.attack_steps)}
+    lipschitz = local_lipschitz(model, x_test[:settings.lipschitz_size], eps, steps=settings.lipschitz_steps,
+                                step_size=eps / 5, restarts=settings.lipschitz_restarts)
+    row["test_lipschitz"] = float(np.mean(lipschitz))
+    row["gap"], row["adv_gap"] = row["train_acc"] - row["test_acc"], row["adv_train_acc"] - row["adv_test_acc"]
+    return row
+
+
+def early_stopping_monitor(train: tuple[torch.Tensor, torch.Tensor], validation: tuple[torch.Tensor, torch.Tensor],
+                           test: tuple[torch.Tensor, torch.Tensor], eps: float,
+                           steps: int) -> Callable[[nn.Module, int], dict[str, float]]:
+    """An epoch monitor: clean and PGD accuracy on fixed training, validation and test points (Rice et al. 2020)."""
+
+    def monitor(model: nn.Module, epoch: int) -> dict[str, float]:
+        row: dict[str, float] = {"epoch": epoch + 1}
+        for name, (x, y) in (("train", train), ("val", validation), ("test", test)):
+            row[f"{name}_acc"] = accuracy(model, x, y)
+            row[f"adv_{name}_acc"] = robust_accuracy(model, x, y, eps, steps=steps)
+        return row
+
+    return monitor
+
+
+def best_epoch(history: list[dict[str, float]], key: str = "adv_val_acc") -> int:
+    """The epoch (1-based) early stopping picks: the first with the highest ``key`` (validation, never test)."""
+    if not history:
+        raise ValueError("an empty history has no best epoch")
+    if key not in history[0]:
+        raise ValueError(f"the history has no {key!r}; it has {', '.join(history[0])}")
+    values = [h[key] for h in history]
+    return int(history[int(np.argmax(values))]["epoch"])
+
+
+def early_stopping_summary(history: list[dict[str, float]]) -> dict[str, float]:
+    """What stopping at the validation's best epoch gains over the last epoch, in adversarial test accuracy."""
+    chosen = best_epoch(history, "adv_val_acc")
+    by_epoch = {int(h["epoch"]): h for h in history}
+    last = int(history[-1]["epoch"])
+    best_test = best_epoch(history, "adv_test_acc")
+    return {"chosen_epoch": chosen, "last_epoch": last, "oracle_epoch": best_test,
+            "adv_test_chosen": by_epoch[chosen]["adv_test_acc"], "adv_test_last": by_epoch[last]["adv_test_acc"],
+            "adv_test_oracle": by_epoch[best_test]["adv_test_acc"],
+            "gain": by_epoch[chosen]["adv_test_acc"] - by_epoch[last]["adv_test_acc"],
+            "adv_train_last": by_epoch[last]["adv_train_acc"]}
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def reused_defense_job(run: StudyRun) -> defenses.Job | None:
+    """The defenses-chapter job this run is identical to (same network, data, schedule, measurements), if any."""
+    if run.study is Study.EARLY_STOPPING:
+        return None
+    profile = get_profile(run.profile)
+    entries = [d for d in profile.defenses.datasets if d.dataset == run.dataset]
+    same_runs = run.run in profile.defenses.runs
+    if entries and same_runs and entries[0].train == run.train and \
+            profile.defenses.evaluation == profile.generalization.evaluation:
+        return run.job
+    return None
+
+
+def _fit(run: StudyRun, device: torch.device, after_epoch: Any) -> dict[str, Any]:
+    """Train (or load, or resume) a dropout or sample-size network and measure it."""
+    evaluation = get_profile(run.profile).generalization.evaluation
+    train_data = datasets.load(run.dataset, "train").subset(run.train.train_size, seed=run.seed)
+    train = train_data.tensors(device)
+    test = datasets.load(run.dataset, "test").tensors(device)
+    started = time.perf_counter()
+    model, history = load_or_train(f"generalization-{run.study.value}-{run.slug}-{run.profile}", run.train, *train,
+                                   seed=run.seed, device=device, objective=run.job.objective(),
+                                   after_epoch=after_epoch)
+    trained = time.perf_counter()
+    row = measure(model, train, test, run.job.radius, evaluation, seed=run.seed)
+    return {**row, "loss": history.loss, "history": history.metrics, "train_seconds": trained - started,
+            "eval_seconds": time.perf_counter() - trained, "n_train": len(train[0])}
+
+
+def _fit_early_stopping(run: StudyRun, device: torch.device, after_epoch: Any) -> dict[str, Any]:
+    """Train the long run with the per-epoch monitor; the final network measured like the others."""
+    study = get_profile(run.profile).generalization.early_stopping
+    evaluation = get_profile(run.profile).generalization.evaluation
+    data = datasets.load(run.dataset, "train")
+    train_index, val_index = split_train_validation(len(data), run.train.train_size, run.validation_size, run.seed)
+    train, validation = _tensors(data, train_index, device), _tensors(data, val_index, device)
+    test = datasets.load(run.dataset, "test").tensors(device)
+    n = study.monitor_size
+    monitor = early_stopping_monitor((train[0][:n], train[1][:n]), validation, (test[0][:n], test[1][:n]),
+                                     run.job.radius, evaluation.attack_steps)
+    started = time.perf_counter()
+    model, history = load_or_train(
+        f"generalization-{run.study.value}-{run.slug}-{run.profile}", run.train, *train, seed=run.seed,
+        device=device, objective=run.job.objective(), monitor=monitor, after_epoch=after_epoch,
+        monitor_config={"points": n, "eps": run.job.radius, "steps": evaluation.attack_steps,
+                        "validation": array_digest(val_index)})
+    trained = time.perf_counter()
+    row = measure(model, train, test, run.job.radius, evaluation, seed=run.seed)
+    return {**row, "loss": history.loss, "history": history.metrics, **early_stopping_summary(history.metrics),
+            "train_seconds": trained - started, "eval_seconds": time.perf_counter() - trained,
+            "n_train": len(train[0])}
+
+
+def _pause_after(run: StudyRun, deadline: float | None) -> Callable[[int], None]:
+    """An ``after_epoch`` hook that stops training (resumably) once ``deadline`` has passed."""
+
+    def after_epoch(epoch: int) -> None:
+        if deadline is not None and time.perf_counter() > deadline and epoch + 1 < run.train.epochs:
+            raise defenses.TrainingPaused(f"{run.slug}: paused after epoch {epoch + 1} of {run.train.epochs}")
+
+    return after_epoch
+
+
+def record_path(run: StudyRun, root: Path | None = None) -> Path:
+    """``<root>/<profile>/<study>/<slug>.json``; root defaults to ``<artifacts>/generalization``."""
+    root = artifact_root() / "generalization" if root is None else root
+    return root / run.profile / run.study.value / f"{run.slug}.json"
+
+
+def run_study(run: StudyRun, device: str = "auto", *, deadline: float | None = None) -> dict[str, Any]:
+    """Train, measure and store one run (reusing whatever is stored, the defenses' jobs included); its record."""
+    resolved = resolve_device(device)
+    if not datasets.available(run.dataset):
+        raise datasets.DataUnavailableError(f"{run.dataset}: its files are not on this machine (see README, Data)")
+    reused = reused_defense_job(run)
+    if reused is not None:
+        result = defenses.run_job(reused, device)
+    else:
+        profile = get_profile(run.profile)
+        fit = _fit_early_stopping if run.study is Study.EARLY_STOPPING else _fit
+        config = {"run": run, "objective": objective_key(run.job.objective()),
+                  "evaluation": profile.generalization.evaluation, "study": profile.generalization,
+                  "data": array_digest(datasets.load(run.dataset, "test").images)}
+        result = load_or_compute(f"generalization-result-{run.study.value}-{run.slug}-{run.profile}", config,
+                                 lambda: {**fit(run, resolved, _pause_after(run, deadline)),
+                                          "device": resolved.type}, seed=run.seed)
+    return _store(run, result, reused is not None)
+
+
+RECORD_KEYS = ("train_acc", "test_acc", "adv_train_acc", "adv_test_acc", "test_lipschitz", "gap", "adv_gap",
+               "train_seconds", "eval_seconds", "n_train", "device", "history", "loss")
+
+
+def _store(run: StudyRun, result: dict[str, Any], reused: bool) -> dict[str, Any]:
+    """Write the run's JSON record at once (a killed batch keeps every finished run)."""
+    extra = {k: result[k] for k in ("chosen_epoch", "last_epoch", "oracle_epoch", "adv_test_chosen",
+                                    "adv_test_last", "adv_test_oracle", "gain", "adv_train_last") if k in result}
+    record = {"study": run.study.value, "dataset": run.dataset, "method": run.run.method,
+              "params": dict(run.run.params), "label": defenses.label({"method": run.run.method,
+                                                                         "params": objective_key(run.job.objective())["params"],
+                                                                         "eps": run.job.radius}),
+              "profile": run.profile, "seed": run.seed, "eps": run.job.radius, "model": run.train.model,
+              "dropout": run.dropout, "train_size": run.train.train_size, "epochs": run.train.epochs,
+              "validation_size": run.validation_size, "reused_defense_job": reused,
+              **{k: result[k] for k in RECORD_KEYS}, **extra,
+              "seconds": result["train_seconds"] + result["eval_seconds"]}
+    path = record_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+# --------------------------------------------------------------------------- reading records
+
+
+def read_records(root: Path, profile: str) -> dict[str, list[dict[str, Any]]]:
+    """``{study: [records]}`` stored under ``root/<profile>/``, in the profile's run order."""
+    get_profile(profile)
+    order = {(r.study.value, r.slug): i for i, r in enumerate(study_runs(profile))}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for study in Study:
+        paths = sorted((root / profile / study.value).glob("*.json"))
+        records = [json.loads(p.read_text()) for p in paths]
+        keyed = sorted(zip(paths, records), key=lambda pr: order.get((study.value, pr[0].stem), len(order)))
+        if keyed:
+            found[study.value] = [r for _, r in keyed]
+    return found
+
+
+def stored_records(profile: str) -> dict[str, list[dict[str, Any]]]:
+    """The records this machine computed (``<artifacts>/generalization/<profile>/``)."""
+    return read_records(artifact_root() / "generalization", profile)
+
+
+def published_records(profile: str) -> dict[str, list[dict[str, Any]]]:
+    """The records published with the book (``results/<profile>/generalization/``); empty when absent."""
+    return read_records(REPO_ROOT / "results", profile) if (REPO_ROOT / "results" / profile).exists() else {}
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def dropout_pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(without, with)`` dropout records of the same dataset and method (§5.2's comparison)."""
+    by_key: dict[tuple[str, str], dict[float, dict[str, Any]]] = {}
+    for r in records:
+        by_key.setdefault((r["dataset"], r["label"]), {})[r["dropout"]] = r
+    pairs = []
+    for rates in by_key.values():
+        if 0 in rates and len(rates) == 2:
+            pairs.append((rates[0], next(r for rate, r in rates.items() if rate != 0)))
+    return pairs
+
+
+def dropout_verdict(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """How many pairs dropout narrowed the clean and the adversarial gap of (§5.2's claim)."""
+    if not pairs:
+        raise ValueError("no (without, with) dropout pairs: run both networks of a method first")
+    return {"pairs": len(pairs),
+            "gap_narrower": sum(w["gap"] < wo["gap"] for wo, w in pairs),
+            "adv_gap_narrower": sum(w["adv_gap"] < wo["adv_gap"] for wo, w in pairs),
+            "mean_gap_change": float(np.mean([w["gap"] - wo["gap"] for wo, w in pairs])),
+            "mean_adv_gap_change": float(np.mean([w["adv_gap"] - wo["adv_gap"] for wo, w in pairs])),
+            "mean_adv_test_change": float(np.mean([w["adv_test_acc"] - wo["adv_test_acc"] for wo, w in pairs])),
+            "max_adv_train": max(max(wo["adv_train_acc"], w["adv_train_acc"]) for wo, w in pairs)}
+
+
+def sample_size_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``{method label: records by increasing training-set size}``."""
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        curves.setdefault(r["label"], []).append(r)
+    return {label: sorted(rs, key=lambda r: r["n_train"]) for label, rs in curves.items()}
+
+
+def sample_size_verdict(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per method: gap and adversarial gap at the smallest and largest size, and whether they shrink (§6)."""
+    verdict = {}
+    for label, rs in sample_size_curves(records).items():
+        first, last = rs[0], rs[-1]
+        verdict[label] = {"n_small": first["n_train"], "n_large": last["n_train"],
+                          "gap_small": first["gap"], "gap_large": last["gap"],
+                          "adv_gap_small": first["adv_gap"], "adv_gap_large": last["adv_gap"],
+                          "adv_test_small": first["adv_test_acc"], "adv_test_large": last["adv_test_acc"],
+                          "gap_shrinks": last["gap"] < first["gap"], "adv_gap_shrinks": last["adv_gap"] < first["adv_gap"]}
+    return verdict
+
+
+def format_dropout_table(records: list[dict[str, Any]]) -> str:
+    """§5.2's table: per dataset and method, without and with dropout (accuracies in %)."""
+    lines = [f"{'dataset':<14}{'method':<16}{'drop':>5}{'train':>7}{'test':>7}{'adv tr':>7}{'adv te':>7}"
+             f"{'Lip':>7}{'gap':>6}{'adv gap':>8}"]
+    for r in records:
+        lines.append(f"{r['dataset']:<14}{r['label']:<16}{r['dropout']:5.2f}{100 * r['train_acc']:7.1f}"
+                     f"{100 * r['test_acc']:7.1f}{100 * r['adv_train_acc']:7.1f}{100 * r['adv_test_acc']:7.1f}"
+                     f"{r['test_lipschitz']:7.1f}{100 * r['gap']:6.1f}{100 * r['adv_gap']:8.1f}")
+    return "\n".join(lines)
+
+
+def format_sample_size_table(records: list[dict[str, Any]]) -> str:
+    """Per method and training-set size: accuracies, gaps (in %) and the test Lipschitz constant."""
+    lines = [f"{'method':<10}{'n':>6}{'ep':>4}{'train':>7}{'test':>7}{'adv tr':>7}{'adv te':>7}{'Lip':>7}"
+             f"{'gap':>6}{'adv gap':>8}"]
+    for label, rs in sample_size_curves(records).items():
+        for r in rs:
+            lines.append(f"{label:<10}{r['n_train']:6d}{r['epochs']:4d}{100 * r['train_acc']:7.1f}"
+                         f"{100 * r['test_acc']:7.1f}{100 * r['adv_train_acc']:7.1f}{100 * r['adv_test_acc']:7.1f}"
+                         f"{r['test_lipschitz']:7.1f}{100 * r['gap']:6.1f}{100 * r['adv_gap']:8.1f}")
+    return "\n".join(lines)
+
+
+def format_early_stopping(record: dict[str, Any]) -> str:
+    """The chosen, last and test-oracle epochs with their adversarial test accuracy (in %)."""
+    return "\n".join([
+        f"{record['label']} on {record['dataset']}, {record['n_train']} images, {record['epochs']} epochs",
+        f"validation picks epoch {record['chosen_epoch']}: adv test {100 * record['adv_test_chosen']:.1f} %",
+        f"last epoch {record['last_epoch']}: adv test {100 * record['adv_test_last']:.1f} %",
+        f"best on test (not a usable rule) epoch {record['oracle_epoch']}: "
+        f"{100 * record['adv_test_oracle']:.1f} %",
+        f"stopping early gains {100 * record['gain']:+.1f} points"])
+
+
+# --------------------------------------------------------------------------- cost
+
+
+PASSES_PER_EVAL_POINT = 1 / 3  # a clean forward pass is a third of a forward-backward pass
+
+
+def run_passes(run: StudyRun) -> float:
+    """Forward-backward passes of one run: training (inner steps included), monitor and measurement."""
+    profile = get_profile(run.profile)
+    e, n_train = profile.generalization.evaluation, run.train.train_size or 60_000
+    attack = e.attack_steps + 1
+    train = defenses.PASSES_PER_IMAGE[run.run.method] * n_train * run.train.epochs
+    monitor = 0.0
+    if run.study is Study.EARLY_STOPPING:
+        points = 2 * profile.generalization.early_stopping.monitor_size + run.validation_size
+        monitor = run.train.epochs * points * (attack + PASSES_PER_EVAL_POINT)
+    measurement = (n_train + 10_000) * PASSES_PER_EVAL_POINT + attack * (e.adv_train_size + (e.adv_test_size or 10_000)) \
+        + e.lipschitz_size * (e.lipschitz_steps + 1) * e.lipschitz_restarts
+    return train + monitor + measurement
+
+
+def gpu_estimate(profile: str, tflops: float = defenses.ASSUMED_GPU_TFLOPS) -> dict[str, float]:
+    """Estimated PFLOPs and seconds of every run of the profile's studies at ``tflops`` (an estimate, not a timing)."""
+    total = 0.0
+    for run in study_runs(profile):
+        if reused_defense_job(run) is not None:
+            continue
+        channels, size = (3, 32) if run.dataset in ("cifar10", "svhn") else (1, 28)
+        model = build_model(run.train.model, in_channels=channels, image_size=size, depth=run.train.depth,
+                            width=run.train.width)
+        total += 6.0 * defenses.forward_macs(model, (channels, size, size)) * run_passes(run)
+    return {"pflop": total / 1e15, "seconds": total / (tflops * 1e12), "runs": len(study_runs(profile))}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lib.generalization", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every run of the profile's three studies in order (skips stored ones)")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--max-minutes", type=float, default=None, help="start no run and pause training after this")
+    run.add_argument("--print-only", action="store_true", help="list the runs and the estimate, run nothing")
+    table = sub.add_parser("table", help="print the stored records' tables")
+    table.add_argument("--published", action="store_true", help="read results/<profile>/generalization/")
+    for p in (run, table):
+        p.add_argument("--profile", default="ci")
+        p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the studies in priority order; one line per run with its seconds; stop when time is up."""
+    resolve_device(args.device)
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
+    runs = study_runs(args.profile, args.seed)
+    estimate = gpu_estimate(args.profile)
+    print(f"{len(runs)} runs; estimated {estimate['seconds']:.0f} s at {defenses.ASSUMED_GPU_TFLOPS:g} TFLOP/s "
+          f"({estimate['pflop']:.2f} PFLOP)", flush=True)
+    deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
+    for run in runs:
+        name = f"{run.study.value} {run.slug}"
+        if args.print_only or not datasets.available(run.dataset):
+            print(f"{name}{'' if datasets.available(run.dataset) else ': data absent'}", flush=True)
+            continue
+        if deadline is not None and time.perf_counter() > deadline:
+            print(f"{name}: not started (time is up)", flush=True)
+            continue
+        started = time.perf_counter()
+        try:
+            record = run_study(run, args.device, deadline=deadline)
+        except defenses.TrainingPaused as paused:
+            print(f"{paused}; rerun to resume", flush=True)
+            continue
+        print(f"{name}: {time.perf_counter() - started:.1f} s (computed in {record['seconds']:.1f} s)", flush=True)
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    records = published_records(args.profile) if args.published else stored_records(args.profile)
+    if not records:
+        print(f"no records for profile {args.profile}")
+    formats = {"dropout": format_dropout_table, "sample_size": format_sample_size_table}
+    for study, rs in records.items():
+        print(f"== {study}")
+        print(formats[study](rs) if study in formats else "\n".join(format_early_stopping(r) for r in rs))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        get_profile(args.profile)
+        if not isinstance(args.seed, int) or args.seed < 0:
+            raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+        return _run(args) if args.command == "run" else _table(args)
+    except (ValueError, datasets.DataUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
