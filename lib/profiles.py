@@ -132,6 +132,55 @@ class DefensesSettings:
 
 
 @dataclass(frozen=True)
+class DropoutDataset:
+    """One dataset of the dropout study: its network and schedule, and the dropout rate tried."""
+
+    dataset: str
+    train: TrainSettings  # shared by both networks; "without" sets dropout to 0
+    rate: float  # dropout rate of the "with dropout" network (the paper: 0.2 CIFAR-10, 0.5 SVHN)
+
+
+@dataclass(frozen=True)
+class DropoutStudy:
+    """Robust methods with and without dropout (Yang et al. 2020, §5.2)."""
+
+    datasets: tuple[DropoutDataset, ...]  # run where their files are present
+    runs: tuple[DefenseRun, ...]  # robust methods (AT, RST, TRADES)
+
+
+@dataclass(frozen=True)
+class EarlyStoppingStudy:
+    """Robust over-fitting and early stopping (Rice, Wong and Kolter 2020)."""
+
+    dataset: str
+    run: DefenseRun
+    train: TrainSettings  # a long schedule
+    validation_size: int  # held out of the training split, disjoint from the training subset
+    monitor_size: int  # training, validation and test points measured after every epoch
+
+
+@dataclass(frozen=True)
+class SampleSizeStudy:
+    """Gaps as the training set grows (Yang et al. 2020, §6; Schmidt et al. 2018)."""
+
+    dataset: str
+    runs: tuple[DefenseRun, ...]
+    sizes: tuple[int, ...]  # training-set sizes, increasing
+    images_seen: int  # training images seen per run: epochs = images_seen / size (same steps)
+    train: TrainSettings  # train_size and epochs are set per size
+
+
+@dataclass(frozen=True)
+class GeneralizationSettings:
+    """Chapter "Closing the gap": three studies, measured like the defenses (no AutoAttack)."""
+
+    dropout: DropoutStudy
+    early_stopping: EarlyStoppingStudy
+    sample_size: SampleSizeStudy
+    evaluation: DefenseEvaluation  # AutoAttack fields unused
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that differs between a CI run and a paper-scale run."""
 
@@ -141,6 +190,7 @@ class Profile:
     separation: SeparationSettings
     theorem: TheoremSettings
     defenses: DefensesSettings
+    generalization: GeneralizationSettings
 
     def as_dict(self) -> dict:
         """Plain nested dict (for artifact metadata and printing)."""
@@ -222,6 +272,58 @@ _FULL_DEFENSES = DefensesSettings(
     ),
 )
 
+# Closing the gap (Yang et al. 2020, §5.2 and §6). ci reuses the defenses chapter's
+# networks: its no-dropout AT, RST and TRADES runs and its 2,000-image natural and AT runs
+# are the same jobs (same keys), so only the dropout networks, the sample-size ladder and
+# the long early-stopping run are new (sized in book/06_generalization.md).
+_ROBUST_RUNS = (DefenseRun("at"), DefenseRun("rst", (("lam", 1.0),)), DefenseRun("trades", (("beta", 3.0),)))
+_CI_GENERALIZATION = GeneralizationSettings(
+    dropout=DropoutStudy(datasets=(DropoutDataset("mnist", _CI_TRAIN, 0.5),
+                                   DropoutDataset("fashion_mnist", _CI_TRAIN, 0.5)), runs=_ROBUST_RUNS),
+    early_stopping=EarlyStoppingStudy(
+        dataset="mnist", run=DefenseRun("at"), validation_size=200, monitor_size=200,
+        train=TrainSettings(model="small", train_size=500, epochs=20, batch_size=64,
+                            optimizer=Optimizer.ADAM, lr=1e-3)),
+    sample_size=SampleSizeStudy(dataset="mnist", runs=(DefenseRun("natural"), DefenseRun("at")),
+                                sizes=(250, 500, 1_000, 2_000), images_seen=4_000, train=_CI_TRAIN),
+    evaluation=_CI_DEFENSES.evaluation,
+)
+# gpu: CNN002 (the paper's MNIST network, dropout 0.5 after its first dense layer) on
+# subsets with short schedules, sized to about 4 minutes of one H100 in all (an estimate
+# from FLOPs at an assumed 10 TFLOP/s: lib.robustness.generalization.gpu_estimate).
+_GPU_GEN_TRAIN = TrainSettings(model="cnn002", train_size=10_000, epochs=8, batch_size=128,
+                               optimizer=Optimizer.ADAM, lr=1e-3)
+_GPU_GENERALIZATION = GeneralizationSettings(
+    dropout=DropoutStudy(datasets=(DropoutDataset("mnist", _GPU_GEN_TRAIN, 0.5),
+                                   DropoutDataset("fashion_mnist", _GPU_GEN_TRAIN, 0.5)), runs=_ROBUST_RUNS),
+    early_stopping=EarlyStoppingStudy(
+        dataset="mnist", run=DefenseRun("at"), validation_size=500, monitor_size=500,
+        train=TrainSettings(model="cnn002", train_size=2_000, epochs=40, batch_size=128,
+                            optimizer=Optimizer.ADAM, lr=1e-3, milestones=(30,), dropout=0.0)),
+    sample_size=SampleSizeStudy(dataset="mnist", runs=(DefenseRun("natural"), DefenseRun("at")),
+                                sizes=(1_000, 4_000, 16_000, 60_000), images_seen=120_000,
+                                train=dataclasses.replace(_GPU_GEN_TRAIN, dropout=0.0)),
+    evaluation=DefenseEvaluation(
+        adv_train_size=2_000, adv_test_size=2_000, attack_steps=10, autoattack_size=0, autoattack_iterations=0,
+        autoattack_standard=False, autoattack_targets=0, lipschitz_size=500, lipschitz_steps=20,
+        lipschitz_restarts=1, monitor_size=1_000),
+)
+# full: the paper's schedules (CNN002 160 epochs; WRN-40-10 on CIFAR-10 / SVHN with the
+# paper's dropout rates 0.2 / 0.5, where their files are present).
+_FULL_GENERALIZATION = GeneralizationSettings(
+    dropout=DropoutStudy(datasets=(
+        DropoutDataset("mnist", _FULL_MNIST, 0.5), DropoutDataset("fashion_mnist", _FULL_MNIST, 0.5),
+        *(DropoutDataset(d.dataset, d.train, rate) for d, rate in zip(_FULL_DEFENSES.datasets[2:], (0.2, 0.5)))),
+        runs=_ROBUST_RUNS),
+    early_stopping=EarlyStoppingStudy(
+        dataset="mnist", run=DefenseRun("at"), validation_size=5_000, monitor_size=2_000,
+        train=dataclasses.replace(_FULL_MNIST, train_size=55_000, epochs=200, milestones=(100, 150), dropout=0.0)),
+    sample_size=SampleSizeStudy(dataset="mnist", runs=(DefenseRun("natural"), DefenseRun("at")),
+                                sizes=(1_000, 5_000, 20_000, 60_000), images_seen=60_000 * 40,
+                                train=dataclasses.replace(_FULL_MNIST, dropout=0.0)),
+    evaluation=_FULL_DEFENSES.evaluation,
+)
+
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci",
@@ -245,6 +347,7 @@ PROFILES: dict[str, Profile] = {
             lipschitz_restarts=2, staircase_small=40, staircase_large=3_000,
         ),
         defenses=_CI_DEFENSES,
+        generalization=_CI_GENERALIZATION,
     ),
     "full": Profile(
         name="full",
@@ -268,10 +371,11 @@ PROFILES: dict[str, Profile] = {
             lipschitz_restarts=5, staircase_small=40, staircase_large=30_000,
         ),
         defenses=_FULL_DEFENSES,
+        generalization=_FULL_GENERALIZATION,
     ),
 }
 PROFILES["gpu"] = dataclasses.replace(
-    PROFILES["full"], name="gpu", defenses=_GPU_DEFENSES,
+    PROFILES["full"], name="gpu", defenses=_GPU_DEFENSES, generalization=_GPU_GENERALIZATION,
     description="one GPU, minutes: the paper's networks with short schedules (defenses: ~8 min on an H100)",
 )
 

@@ -12,12 +12,17 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from tqdm.std import tqdm
-
 T = TypeVar("T")
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, leave: bool = False) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar labelled ``desc`` (unless disabled by the environment)."""
+    """Wrap ``iterable`` in a tqdm bar labelled ``desc`` (unless disabled by the environment).
+
+    tqdm is imported here, and a machine without it (the bare GPU machine) gets no bar.
+    """
     disabled = os.environ.get("CLOSER_LOOK_PROGRESS", "1") == "0"
+    try:
+        from tqdm.std import tqdm
+    except ImportError:
+        return iter(iterable)
     return iter(tqdm(iterable, desc=desc, total=total, leave=leave, disable=disabled, mininterval=0.5))
