@@ -1,8 +1,9 @@
 """Figures of the r-separation chapters (Yang et al. 2020, §3, Table 1 and the appendix histograms).
 
 Colours: the Okabe–Ito palette (colour-blind friendly); every axis is labelled. Sizes: every
-figure is at most 7.2 in wide and every text at least 9 pt, so the page (dpi 100, a ~730 px
-column) shows it at its size; panels are stacked in rows rather than spread in a wide row.
+figure is at most 6.9 in wide and every text at least 10 pt, so the page (dpi 100, a ~690 px
+column) shows each text at 9 pt or more; panels are stacked in rows rather than spread in a
+wide row.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-TEXT_PT = 9  # smallest text size of every figure here
-TITLE_PT = 10
-PAGE_WIDTH_IN = 7.2  # widest figure the page shows unscaled
+TEXT_PT = 10  # smallest text size of every figure here
+TITLE_PT = 11
+PAGE_WIDTH_IN = 6.9  # widest figure the page shows unscaled
 LINF_OTHER = "$\\ell_\\infty$ distance to the nearest training image of another label"
 
 
@@ -62,25 +63,28 @@ def plot_toy_balls_rows(sets: Sequence[dict], r: float) -> Figure:
 
 
 def plot_distance_histogram(ax: plt.Axes, distances: np.ndarray, *, eps: float | None, title: str,
-                            same: np.ndarray | None = None, log: bool = False, bins: int = 60) -> plt.Axes:
+                            same: np.ndarray | None = None, log: bool = False, bins: int = 60,
+                            legend: bool = True) -> plt.Axes:
     """Histogram of per-point nearest-other-label distances with the minimum and the 2ε line.
 
     ``same``: the distances to the nearest image of the *same* label, drawn as an outline on
     the same bins. ``log``: a logarithmic count axis (one tall bin no longer hides the rest).
+    The minimum's value goes in the title.
     """
     edges = np.histogram_bin_edges(np.concatenate([distances, [] if same is None else same]), bins=bins)
     ax.hist(distances, bins=edges, color=OKABE_ITO[0], alpha=0.85, label="other label")
     if same is not None:
         ax.hist(same, bins=edges, histtype="step", color=OKABE_ITO[1], linewidth=1.6, label="same label")
     low = float(np.min(distances))
-    ax.axvline(low, color=OKABE_ITO[5], linestyle="-", linewidth=1.5, label=f"minimum {low:.3f}")
+    ax.axvline(low, color=OKABE_ITO[5], linestyle="-", linewidth=1.5, label="minimum (other label)")
     if eps is not None:
-        ax.axvline(2 * eps, color="black", linestyle="--", linewidth=1.5, label=f"2ε = {2 * eps:.3g}")
+        ax.axvline(2 * eps, color="black", linestyle="--", linewidth=1.5, label="2ε")
     if log:
         ax.set_yscale("log")
     ax.set_ylabel("points" + (" (log)" if log else ""))
-    ax.set_title(title, fontsize=TITLE_PT)
-    ax.legend(fontsize=TEXT_PT, loc="upper left", framealpha=0.9)
+    ax.set_title(f"{title}: min {low:.3f}", fontsize=TITLE_PT)
+    if legend:
+        ax.legend(fontsize=TEXT_PT, loc="upper left", framealpha=0.9)
     return _legible(ax)
 
 
@@ -88,14 +92,20 @@ def plot_histogram_grid(panels: Sequence[dict], *, ncols: int = 2, log: bool = T
                         xlabel: str = LINF_OTHER) -> Figure:
     """One histogram per panel (dicts: distances, eps, title, optional same), ``ncols`` per row."""
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 2.7 * nrows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 2.5 * nrows + 1.1), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         plot_distance_histogram(ax, panel["distances"], eps=panel.get("eps"), title=panel["title"],
-                                same=panel.get("same"), log=log)
+                                same=panel.get("same"), log=log, legend=False)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
+    entries = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
     fig.supxlabel(xlabel, fontsize=TEXT_PT)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncols=len(entries),
+               fontsize=TEXT_PT, frameon=False)
     return fig
 
 
