@@ -47,53 +47,79 @@ def _square(ax: plt.Axes, title: str) -> None:
     ax.set_aspect("equal")
 
 
-def plot_construction(study: dict, X: np.ndarray, y: np.ndarray, name: str) -> Figure:
-    """Three panels: the heat map of f_0, the decision regions of g with the r-balls, and the
-    per-point certified radius (in units of r) with the closest pair and its midpoint."""
-    grid, r, K = study["grid"], study["r"], study["num_classes"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), constrained_layout=True)
-    lo, hi = grid.xs[0], grid.xs[-1]
+PAGE_WIDTH = 6.8  # inches: the page shows figures at dpi 100 in a ~688 px column
+TEXT_SIZE = 9  # points: the smallest text a figure may use at that width
 
-    ax = axes[0]
-    image = ax.imshow(grid.scores[:, :, 0], origin="lower", extent=(lo, hi, lo, hi), cmap="viridis")
-    ax.contour(grid.xs, grid.xs, grid.scores[:, :, 0], levels=[1.0], colors="white", linewidths=1.2)
-    _points(ax, X, y, size=5)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="$f(x)_0 = \\mathrm{dist}(x, X^{(0)}) / r$")
-    _square(ax, f"{name}: heat map of $f_0$ (white: $f_0 = 1$)")
 
-    ax = axes[1]
-    _regions(ax, grid, K)
+def _legend_below(fig: Figure, ax: plt.Axes, ncol: int) -> None:
+    """One legend for the whole figure, under the panels (handles of ``ax``)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=TEXT_SIZE,
+               frameon=False, markerscale=1.5)
+
+
+def _balls(ax: plt.Axes, X: np.ndarray, r: float, **style) -> None:
     squares = [Rectangle((px - r, py - r), 2 * r, 2 * r) for px, py in X]
-    ax.add_collection(PatchCollection(squares, facecolor="none", edgecolor="black", linewidth=0.3, alpha=0.6))
-    _points(ax, X, y, size=5)
-    _square(ax, f"{name}: regions of $g$ and the $r$-balls ($L_\\infty$)")
-    ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
+    ax.add_collection(PatchCollection(squares, facecolor="none", **style))
 
-    ax = axes[2]
-    _regions(ax, grid, K)
-    scatter = ax.scatter(X[:, 0], X[:, 1], c=study["certified_radius"] / r, cmap="viridis", s=12,
-                         edgecolor="black", linewidth=0.2, vmin=1.0, zorder=3)
-    fig.colorbar(scatter, ax=ax, shrink=0.8, label="certified radius / $r$")
+
+def plot_construction(study: dict, X: np.ndarray, y: np.ndarray, name: str) -> Figure:
+    """Four panels, two by two, sized for the page (Yang et al. 2020, §3, the construction of
+    Theorem 3.2): (a) the heat map of f_0, (b) the decision regions of g with the r-balls,
+    (c) the per-point certified radius (in units of r) with the closest pair and its
+    midpoint, (d) a zoom on that pair, whose two balls touch at the midpoint."""
+    grid, r, K = study["grid"], study["r"], study["num_classes"]
+    fig, axes = plt.subplots(2, 2, figsize=(PAGE_WIDTH, 7.6), layout="constrained")
+    (a, b), (c, d) = axes
+    lo, hi = grid.xs[0], grid.xs[-1]
+    image = a.imshow(grid.scores[:, :, 0], origin="lower", extent=(lo, hi, lo, hi), cmap="viridis")
+    a.contour(grid.xs, grid.xs, grid.scores[:, :, 0], levels=[1.0], colors="white", linewidths=1.2)
+    _points(a, X, y, size=4)
+    fig.colorbar(image, ax=a, shrink=0.8, label="$f_0(x) = \\mathrm{dist}(x, X^{(0)}) / r$")
+    _square(a, "(a) $f_0$; white: $f_0 = 1$")
+    _regions(b, grid, K)
+    _balls(b, X, r, edgecolor="black", linewidth=0.3, alpha=0.6)
+    _points(b, X, y, size=4)
+    _square(b, "(b) regions of $g$, $r$-balls ($\\ell_\\infty$)")
+    _regions(c, grid, K)
+    scatter = c.scatter(X[:, 0], X[:, 1], c=study["certified_radius"] / r, cmap="viridis", s=10,
+                        edgecolor="black", linewidth=0.2, vmin=1.0, zorder=3)
+    fig.colorbar(scatter, ax=c, shrink=0.8, label="certified radius / $r$")
     i, j = study["closest_pairs"][0]
-    ax.plot(X[[i, j], 0], X[[i, j], 1], color="black", linewidth=1.0, zorder=4)
-    ax.scatter(*study["midpoint"], marker="x", color="black", s=40, zorder=5, label="midpoint of the closest pair")
-    _square(ax, f"{name}: certified radius per point")
-    ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
+    mid = study["midpoint"]
+    for ax in (c, d):
+        ax.plot(X[[i, j], 0], X[[i, j], 1], color="black", linewidth=1.0, zorder=4)
+        ax.scatter(*mid, marker="x", color="black", s=50, zorder=5, label="midpoint $m$ of the closest pair")
+    _square(c, "(c) certified radius per point")
+    _regions(d, grid, K)
+    _balls(d, X[[i, j]], r, edgecolor="black", linewidth=1.0)
+    _points(d, X, y, size=30)
+    half = 2.5 * r
+    d.set(xlim=(mid[0] - half, mid[0] + half), ylim=(mid[1] - half, mid[1] + half),
+          xlabel="$x_1 - m_1$", ylabel="$x_2 - m_2$", title="(d) the closest pair, zoomed")
+    d.set_aspect("equal")
+    steps, names = np.array([-2, -1, 0, 1, 2]), ["$-2r$", "$-r$", "0", "$r$", "$2r$"]
+    d.set_xticks(mid[0] + steps * r, names)
+    d.set_yticks(mid[1] + steps * r, names)
+    d.plot([], [], color="black", linewidth=1.0, label="$r$-ball (a square in $\\ell_\\infty$)")
+    fig.suptitle(f"{name}: the construction, $r$ = {r:.4f}", fontsize=11)
+    _legend_below(fig, d, ncol=2)
     return fig
 
 
 def plot_robustness_curves(studies: dict[str, dict]) -> Figure:
     """Robust accuracy of g on its reference set against rho / r: certificate, grid search, attacks."""
-    fig, axes = plt.subplots(1, len(studies), figsize=(6 * len(studies), 4), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(studies), figsize=(PAGE_WIDTH, 3.9), layout="constrained",
+                             squeeze=False, sharey=True)
     for ax, (name, study) in zip(axes[0], studies.items()):
         t = study["rho_over_r"]
         for key, (label, color, style) in CURVES.items():
             ax.plot(t, study["curves"][key], style, color=color, marker="o", markersize=3, label=label)
         ax.axvline(1.0, color="grey", linewidth=0.8)
-        ax.text(1.04, 0.5, "$\\rho = r$", color="dimgrey")
-        ax.set(xlabel="radius $\\rho / r$", ylabel="robust accuracy on the reference set", ylim=(-0.02, 1.02),
-               title=f"{name} ($r$ = {study['r']:.4f})")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.text(1.08, 0.1, "$\\rho = r$", color="dimgrey", fontsize=TEXT_SIZE + 1)
+        ax.set(xlabel="radius $\\rho / r$", ylim=(-0.02, 1.02), title=f"{name} ($r$ = {study['r']:.4f})")
+    axes[0, 0].set_ylabel("robust accuracy on the set")
+    _legend_below(fig, axes[0, 0], ncol=2)
     return fig
 
 
@@ -102,25 +128,25 @@ def plot_where_it_breaks(study: dict, X: np.ndarray, y: np.ndarray, name: str, r
     Right: grid-search robust radius against the certified radius, both in units of r."""
     grid, r = study["grid"], study["r"]
     exact, cert = study["exact_radius"] / r, study["certified_radius"] / r
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 4.3), layout="constrained")
     ax = axes[0]
     _regions(ax, grid, study["num_classes"])
     _points(ax, X, y, size=5)
     broken = exact <= rho_over_r
     ax.scatter(X[broken, 0], X[broken, 1], s=40, facecolor="none", edgecolor="black", linewidth=1.0,
-               zorder=4, label=f"not robust at $\\rho = {rho_over_r:g}\\,r$")
+               zorder=4, label=f"not robust at $\\rho = {rho_over_r:g}\\,r$ (grid search)")
     _square(ax, f"{name}: where robustness breaks")
-    ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
     ax = axes[1]
     ax.scatter(cert, exact, s=8, color=OKABE_ITO[4])
     top = float(max(cert.max(), exact.max())) * 1.05
-    ax.plot([0, top], [0, top], color="grey", linewidth=0.8, label="tight: grid = certificate")
+    ax.plot([0, top], [0, top], color="grey", linewidth=0.8, label="tight: grid search = certificate")
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=0.8)
-    ax.set(xlabel="certified radius $(d_{other} - d_{own}) / 2$, in units of $r$",
-           ylabel="grid-search robust radius, in units of $r$", xlim=(0, top), ylim=(0, top),
-           title=f"{name}: the certificate is a lower bound")
+    ax.set(xlabel="certified radius / $r$", ylabel="grid-search robust radius / $r$", xlim=(0, top),
+           ylim=(0, top), title="the certificate is a lower bound")
     ax.set_aspect("equal")
-    ax.legend(fontsize=8, loc="upper left")
+    handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+    labels = [lab for a in axes for lab in a.get_legend_handles_labels()[1]]
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=TEXT_SIZE, frameon=False)
     return fig
 
 
@@ -130,15 +156,15 @@ def plot_lipschitz(rows: dict[str, dict]) -> Figure:
     ``rows[name]`` holds ``r``, ``num_classes`` and arrays ``faithful`` and ``ascent``
     (L1 over logits); the bound K/r is drawn as a line.
     """
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 3.6), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(PAGE_WIDTH, 3.6), layout="constrained", squeeze=False)
     for ax, (name, row) in zip(axes[0], rows.items()):
         r, K = row["r"], row["num_classes"]
         bins = np.linspace(0, K * 1.05, 43)
         ax.hist(row["faithful"] * r, bins=bins, color=OKABE_ITO[0], alpha=0.8, label="faithful (descent, last iterate)")
         ax.hist(row["ascent"] * r, bins=bins, color=OKABE_ITO[4], alpha=0.7, label="ascent (best iterate, restarts)")
         ax.axvline(K, color="black", linewidth=1.0, label="bound $K/r$")
-        ax.set(xlabel="local Lipschitz estimate $\\times\\, r$ (L1 over logits)", ylabel="points", title=name)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set(xlabel="estimate $\\times\\, r$ ($\\ell_1$ over logits)", ylabel="points", title=name)
+    _legend_below(fig, axes[0, 0], ncol=2)
     return fig
 
 
@@ -146,32 +172,35 @@ def plot_mnist_margins(own: np.ndarray, other: np.ndarray, correct: np.ndarray, 
                        eps: float, r: float, *, levels: int = 255) -> Figure:
     """Test points: distance to the own class against distance to the nearest other class.
 
-    Points are drawn as correct, tied (several classes equally near: an abstention, whatever
-    ``argmin`` answers) or misclassified. Certified at eps exactly above the line
-    ``d_other = d_own + 2 eps``; the reference set itself would sit on the vertical axis,
-    above ``2r``. The histogram has one bin per grid unit ``1/levels`` (distances between
-    8-bit images are multiples of 1/255), with edges half-way between units, so the
-    certified bins are exactly those right of the ``2 eps`` edge.
+    Two panels stacked, sized for the page. Top: points drawn as correct, tied (several
+    classes equally near: an abstention, whatever ``argmin`` answers) or misclassified;
+    certified at eps exactly above the line ``d_other = d_own + 2 eps``. The axes span the
+    data (the reference set itself would sit at ``d_own = 0``, above ``2r``). Bottom: the
+    histogram has one bin per grid unit ``1/levels`` (distances between 8-bit images are
+    multiples of 1/255), with edges half-way between units, so the certified bins are
+    exactly those right of the ``2 eps`` edge.
     """
     from lib.theory import exact_radius
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_WIDTH, 8.2), layout="constrained", height_ratios=(3, 2))
     ax = axes[0]
     rng = np.random.default_rng(0)  # jitter: distances sit on the 1/255 grid
     groups = (("correct", correct & ~tied, OKABE_ITO[0]), ("tie (abstention)", tied, OKABE_ITO[3]),
               ("misclassified", ~correct & ~tied, OKABE_ITO[5]))
     for label, mask, color in groups:
         jitter = rng.uniform(-0.5, 0.5, (2, int(mask.sum()))) / levels
-        ax.scatter(own[mask] + jitter[0], other[mask] + jitter[1], s=4, color=color, alpha=0.5, label=label)
-    line = np.linspace(0, 1, 101)
-    ax.plot(line, line + 2 * eps, color="black", linewidth=1.0, label=f"$d_{{other}} = d_{{own}} + 2\\epsilon$, $\\epsilon$ = {eps:g}")
-    ax.plot(line, line, color="grey", linewidth=0.8, linestyle=":", label="$d_{other} = d_{own}$")
-    ax.axhline(2 * r, color=OKABE_ITO[2], linewidth=1.0, linestyle="--", label="$2r$ (reference set's separation)")
-    lo = max(0.0, float(min(own.min(), other.min(), 2 * r)) - 0.05)
-    ax.set(xlabel="$d_{own}$: $L_\\infty$ distance to the own class", ylabel="$d_{other}$: to the nearest other class",
-           xlim=(lo, 1.01), ylim=(lo, 1.01), title="MNIST test points against the reference set")
-    ax.set_aspect("equal")
-    ax.legend(fontsize=9, loc="lower right", markerscale=3)
+        ax.scatter(own[mask] + jitter[0], other[mask] + jitter[1], s=5, color=color, alpha=0.5, label=label)
+    pad = 2 / levels
+    x_lo, y_lo = float(own.min()) - pad, float(min(other.min(), 2 * r)) - pad
+    line = np.linspace(x_lo, 1 + pad, 101)
+    ax.plot(line, line + 2 * eps, color="black", linewidth=1.2,
+            label=f"$d_{{other}} = d_{{own}} + 2\\epsilon$ ($\\epsilon$ = {eps:g}): certified above")
+    ax.plot(line, line, color="grey", linewidth=1.0, linestyle=":", label="$d_{other} = d_{own}$")
+    ax.axhline(2 * r, color=OKABE_ITO[2], linewidth=1.2, linestyle="--", label="$2r$, the reference set's separation")
+    ax.set(xlabel="$d_{own}$: $\\ell_\\infty$ distance to the nearest image of the own class",
+           ylabel="$d_{other}$: to another class", xlim=(x_lo, 1 + pad), ylim=(y_lo, 1 + pad),
+           title="MNIST test points against the reference set")
+    ax.legend(fontsize=TEXT_SIZE, loc="lower left", markerscale=3, framealpha=0.9)
     ax = axes[1]
     units = np.rint((other - own) * levels)
     edges = np.arange(units.min() - 0.5, units.max() + 1.5) / levels
@@ -181,7 +210,7 @@ def plot_mnist_margins(own: np.ndarray, other: np.ndarray, correct: np.ndarray, 
     ax.axvline(-0.5 / levels, color="grey", linewidth=0.8, linestyle=":", label="misclassified to the left")
     ax.set(xlabel="$d_{other} - d_{own}$ (twice the certified radius)", ylabel="test points (log scale)",
            title=f"certified radius of the test points (bins of 1/{levels})")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=TEXT_SIZE)
     return fig
 
 
@@ -195,12 +224,12 @@ def plot_staircase(result: dict, staircase, samples: dict[str, int], *, fontsize
     """The staircase toy, one panel per sample size of ``result`` (from :func:`lib.staircase.study`):
     every objective's spline fit on sample ``samples[size]``, drawn as its deviation ``f(t) - t``
     from the line through the stairs (the target's is a sawtooth), with the stairs in the
-    sample (dots) and those it never saw (shaded). Sized for the page (7 in wide), text at
+    sample (dots) and those it never saw (shaded). Sized for the page (6.8 in wide), text at
     ``fontsize`` points."""
     from lib.staircase import label
 
     names = list(result["examples"])
-    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.6 * len(names) + 1.1), sharex=True,
+    fig, axes = plt.subplots(len(names), 1, figsize=(PAGE_WIDTH, 2.6 * len(names) + 1.1), sharex=True,
                              constrained_layout=True, squeeze=False)
     t = np.linspace(-0.5, staircase.stairs - 0.5, 2001)
     for ax, name in zip(axes[:, 0], names):
