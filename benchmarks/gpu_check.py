@@ -94,8 +94,8 @@ def steps(out: Path) -> list[Step]:
                                 "--max-minutes", "4"], 300),
         Step("separation benchmark", [py, "benchmarks/separation_benchmark.py", "--device", "cuda",
                                       "--repeat", "1"], 150),
-        Step("training benchmark", [py, "benchmarks/training_benchmark.py", "--images", "2048",
-                                    "--repeat", "2"], 90),
+        Step("training benchmark", [py, "benchmarks/training_benchmark.py", "--images", "4096",
+                                    "--repeat", "2", "--devices", "cuda", "--batch", "128"], 90),
     ]
 
 

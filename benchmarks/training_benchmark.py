@@ -121,8 +121,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--models", default="small,cnn002")
+    parser.add_argument("--devices", default="cpu,cuda", help="devices to time; cuda is skipped where absent")
     args = parser.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = [torch.device(name) for name in args.devices.split(",")
+               if name != "cuda" or torch.cuda.is_available()]
     print(f"{'device':<7}{'model':<8}{'work':<15}{'book img/s':>11}{'plain img/s':>12}{'ratio':>7}")
     for device in devices:
         for model_name in args.models.split(","):
