@@ -341,28 +341,28 @@ def _store(run: StudyRun, result: dict[str, Any], reused: bool) -> dict[str, Any
 # --------------------------------------------------------------------------- reading records
 
 
-def read_records(root: Path, profile: str) -> dict[str, list[dict[str, Any]]]:
-    """``{study: [records]}`` stored under ``root/<profile>/``, in the profile's run order."""
-    get_profile(profile)
+def read_records(folder: Path, profile: str) -> dict[str, list[dict[str, Any]]]:
+    """``{study: [records]}`` stored under ``folder/<study>/``, in the profile's run order."""
     order = {(r.study.value, r.slug): i for i, r in enumerate(study_runs(profile))}
     found: dict[str, list[dict[str, Any]]] = {}
     for study in Study:
-        paths = sorted((root / profile / study.value).glob("*.json"))
-        records = [json.loads(p.read_text()) for p in paths]
-        keyed = sorted(zip(paths, records), key=lambda pr: order.get((study.value, pr[0].stem), len(order)))
-        if keyed:
-            found[study.value] = [r for _, r in keyed]
+        paths = sorted((folder / study.value).glob("*.json"), key=lambda p: order.get((study.value, p.stem), len(order)))
+        if paths:
+            found[study.value] = [json.loads(p.read_text()) for p in paths]
     return found
 
 
 def stored_records(profile: str) -> dict[str, list[dict[str, Any]]]:
     """The records this machine computed (``<artifacts>/generalization/<profile>/``)."""
-    return read_records(artifact_root() / "generalization", profile)
+    return read_records(artifact_root() / "generalization" / get_profile(profile).name, profile)
 
 
 def published_records(profile: str) -> dict[str, list[dict[str, Any]]]:
-    """The records published with the book (``results/<profile>/generalization/``); empty when absent."""
-    return read_records(REPO_ROOT / "results", profile) if (REPO_ROOT / "results" / profile).exists() else {}
+    """The records published with the book (``results/<profile>/generalization/``); empty when absent.
+
+    The GPU tier's runs are copied there from ``<artifacts>/generalization/<profile>/`` (same layout).
+    """
+    return read_records(REPO_ROOT / "results" / get_profile(profile).name / "generalization", profile)
 
 
 # --------------------------------------------------------------------------- summaries
