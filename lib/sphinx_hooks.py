@@ -1,13 +1,24 @@
 """A small Sphinx extension for the book's HTML (``sphinx.extra_extensions`` in ``_config.yml``):
 each chapter's MyST source in the download menu, the theme's default mode, one copy of each
-script, and markup that extensions write fixed for accessibility (axe-core)."""
+script, markup that extensions write fixed for accessibility (axe-core), and each chapter
+guide's reading and running time."""
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
 from typing import Any
 
 from lib import REPO_ROOT
+from lib.execution_status import ExecutionRecord, format_duration, read_record
 from lib.toc import is_notebook
+
+GUIDE_CLASS = "chapter-guide"
+"""Class of the admonition "About this chapter" each chapter opens with (CONTRIBUTING.md)."""
+WORDS_PER_MINUTE = 200
+NOT_READ = ("cell_output", "tag_hide-input", "tag_hide-cell", "tag_hide-output")
+"""Cell containers whose words do not count towards the reading time: outputs, folded cells."""
 
 
 def add_myst_download(app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
@@ -67,10 +78,69 @@ def fix_accessibility(app: Any, pagename: str, templatename: str, context: dict[
     context["body"] = body
 
 
+def reading_minutes(words: int) -> int:
+    """Minutes to read ``words`` at :data:`WORDS_PER_MINUTE`, rounded up to a multiple of 5."""
+    if words < 0:
+        raise ValueError(f"a word count is a non-negative integer, got {words!r}")
+    return max(5, math.ceil(words / WORDS_PER_MINUTE / 5) * 5)
+
+
+def _is_read(node: Any) -> bool:
+    """Whether ``node``'s text is prose or visible code: not math, not an output, not folded."""
+    from docutils import nodes
+
+    for ancestor in _ancestors(node):
+        if isinstance(ancestor, (nodes.math, nodes.math_block, nodes.raw, nodes.comment)):
+            return False
+        if any(name in ancestor.get("classes", ()) for name in NOT_READ):
+            return False
+    return True
+
+
+def _ancestors(node: Any):
+    while node is not None:
+        yield node
+        node = node.parent
+
+
+def page_words(doctree: Any) -> int:
+    """Words a reader reads on the page: its text, visible code included, minus outputs and math."""
+    from docutils import nodes
+
+    texts = (text for text in doctree.findall(nodes.Text) if _is_read(text.parent))
+    return sum(len(re.findall(r"\w+", str(text))) for text in texts)
+
+
+def time_line(words: int, record: ExecutionRecord | None, notebook: bool) -> str:
+    """The guide's time, after "Time:": reading from ``words``, running from the execution record."""
+    reading = f"about {reading_minutes(words)} min to read"
+    if not notebook:
+        return f"{reading}; nothing to execute"
+    if record is None:
+        return f"{reading}; this build has no execution record for it"
+    return (f"{reading}; this build ran it in {format_duration(record.wall_time_s)} "
+            f"(profile {record.profile}, device {record.device})")
+
+
+def add_guide_time(app: Any, doctree: Any, docname: str) -> None:
+    """Append "Time: ..." to the page's chapter guide (the admonition of class :data:`GUIDE_CLASS`)."""
+    from docutils import nodes
+
+    guides = [n for n in doctree.findall(nodes.admonition) if GUIDE_CLASS in n.get("classes", ())]
+    if not guides:
+        return
+    source = Path(app.env.doc2path(docname))
+    notebook = source.suffix == ".ipynb"
+    line = time_line(page_words(doctree), read_record(source) if notebook else None, notebook)
+    guides[0] += nodes.paragraph("", "", nodes.strong("", "Time:"), nodes.Text(f" {line}."))
+
+
 def setup(app: Any) -> dict[str, bool]:
     """Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``): the MyST source download,
-    the theme's default mode, one copy of each script, markup fixed for accessibility."""
+    the theme's default mode, one copy of each script, markup fixed for accessibility, the
+    chapter guide's time."""
     app.connect("config-inited", default_theme_mode)
+    app.connect("doctree-resolved", add_guide_time)
     app.connect("html-page-context", add_myst_download, priority=600)
     app.connect("html-page-context", drop_repeated_scripts, priority=600)
     app.connect("html-page-context", fix_accessibility, priority=600)

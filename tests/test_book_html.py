@@ -12,8 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from lib import REPO_ROOT
+from lib.plots.legibility import COLUMN_PX, MIN_DISPLAYED_PT, check_notebook
 from lib.run import site_dir
-from lib.toc import toc_chapters
+from lib.toc import is_notebook, toc_chapters
 
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 SITE = site_dir(PROFILE)
@@ -64,3 +66,52 @@ def test_no_unrendered_dollar_math_in_the_prose():
 def test_chapters_have_figures_and_boxes():
     text = page(toc_chapters()[1]).read_text()
     assert "<img" in text and "proof" in text and "exercise" in text
+
+
+# --- Issue 12: legible figures, no outside documents, chapter guides -----------------------
+
+NOTEBOOK_CHAPTERS = [chapter for chapter in toc_chapters() if is_notebook(chapter)]
+
+
+def executed(chapter: Path) -> Path:
+    return SITE / chapter.relative_to(REPO_ROOT).with_suffix(".ipynb")
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS, ids=lambda path: path.stem)
+def test_every_figure_is_legible_at_the_size_the_page_shows_it(chapter):
+    # lib.plots.legibility: each figure's smallest drawn font, scaled as the page shows the
+    # PNG (dpi, then down to the content column when wider), must be >= 9 CSS pt.
+    findings = check_notebook(executed(chapter))
+    bad = [finding.describe() for finding in findings if not finding.ok]
+    assert not bad, (f"{chapter.name}: {len(bad)} of {len(findings)} figure(s) fail the rule (every text "
+                     f">= {MIN_DISPLAYED_PT:g} pt in a {COLUMN_PX} px column):\n" + "\n".join(bad))
+
+
+OUTSIDE_DOCUMENTS = re.compile(r"paper-notes|seed-slides|environment-notes|\.\./shared|shared/reference|/work/")
+"""Documents readers do not have (the team's notes) and paths of the machine that built the book."""
+
+
+def test_no_page_mentions_a_document_outside_the_repository():
+    found = {html.relative_to(HTML).as_posix(): sorted(set(OUTSIDE_DOCUMENTS.findall(html.read_text(errors="replace"))))
+             for html in HTML.rglob("*.html")}
+    found = {name: hits for name, hits in found.items() if hits}
+    assert not found, f"pages citing documents outside the repository (cite the paper's sections): {found}"
+
+
+GUIDE = re.compile(r'<div class="admonition chapter-guide">(.*?)</div>', re.DOTALL)
+GUIDE_PARTS = ("Covers:", "Prerequisites:", "You will learn", "Time:")
+
+
+@pytest.mark.parametrize("chapter", [c for c in toc_chapters() if c.parent.name == "book" and re.match(r"\d\d_", c.name)],
+                         ids=lambda path: path.stem)
+def test_every_chapter_opens_with_its_guide(chapter):
+    guides = GUIDE.findall(page(chapter).read_text())
+    assert len(guides) == 1, (f"{chapter.name}: {len(guides)} chapter guides; add one admonition "
+                              "with :class: chapter-guide (CONTRIBUTING.md, A chapter)")
+    text = re.sub(r"<[^>]+>", "", guides[0])
+    missing = [part for part in GUIDE_PARTS if part not in text]
+    assert not missing, f"{chapter.name}: the chapter guide lacks {missing}"
+    time = re.search(r"Time:(.*)", text, re.DOTALL).group(1)
+    assert re.search(r"about \d+ min to read", time), time
+    if is_notebook(chapter):
+        assert "this build ran it in" in time and "profile ci" in time, f"{chapter.name}: {time.strip()}"

@@ -1,10 +1,13 @@
 """Chapter sources follow CONTRIBUTING.md: short code lines, numbers glued with lib.notebook."""
 
+import re
+
 import jupytext
 import numpy as np
 import pytest
 import torch
 
+from lib import REPO_ROOT
 from lib.notebook import defaults, plain
 from lib.toc import is_notebook, toc_chapters
 
@@ -41,3 +44,15 @@ def test_defaults_reads_the_signature_that_prose_quotes():
 
     assert defaults(f) == {"b": 3, "c": 0.5, "d": None}
     assert defaults(pgd)["steps"] == 10 and defaults(pgd)["restarts"] == 1  # the paper's PGD
+
+
+OUTSIDE_DOCUMENTS = re.compile(r"paper-notes|seed-slides|environment-notes|\.\./shared|shared/reference|/work/")
+"""Documents readers do not have (the team's notes) and paths of the machine the book was written on."""
+
+
+def test_no_source_cites_a_document_outside_the_repository():
+    # Docstrings and comments of lib/ and the chapters cite the paper (Yang et al. 2020, §N).
+    sources = [*sorted((REPO_ROOT / "lib").rglob("*.py")), *sorted((REPO_ROOT / "book").rglob("*.md"))]
+    found = {path.relative_to(REPO_ROOT).as_posix(): hits for path in sources
+             if (hits := sorted(set(OUTSIDE_DOCUMENTS.findall(path.read_text()))))}
+    assert not found, f"sources citing documents outside the repository (cite the paper's sections): {found}"
