@@ -281,25 +281,25 @@ _CI_GENERALIZATION = GeneralizationSettings(
     dropout=DropoutStudy(datasets=(DropoutDataset("mnist", _CI_TRAIN, 0.5),
                                    DropoutDataset("fashion_mnist", _CI_TRAIN, 0.5)), runs=_ROBUST_RUNS),
     early_stopping=EarlyStoppingStudy(
-        dataset="mnist", run=DefenseRun("at"), validation_size=200, monitor_size=200,
-        train=TrainSettings(model="small", train_size=500, epochs=20, batch_size=64,
+        dataset="mnist", run=DefenseRun("at"), validation_size=100, monitor_size=100,
+        train=TrainSettings(model="small", train_size=200, epochs=12, batch_size=32,
                             optimizer=Optimizer.ADAM, lr=1e-3)),
     sample_size=SampleSizeStudy(dataset="mnist", runs=(DefenseRun("natural"), DefenseRun("at")),
-                                sizes=(250, 500, 1_000, 2_000), images_seen=4_000, train=_CI_TRAIN),
+                                sizes=(500, 1_000, 2_000), images_seen=4_000, train=_CI_TRAIN),
     evaluation=_CI_DEFENSES.evaluation,
 )
 # gpu: CNN002 (the paper's MNIST network, dropout 0.5 after its first dense layer) on
 # subsets with short schedules, sized to about 4 minutes of one H100 in all (an estimate
 # from FLOPs at an assumed 10 TFLOP/s: lib.robustness.generalization.gpu_estimate).
-_GPU_GEN_TRAIN = TrainSettings(model="cnn002", train_size=10_000, epochs=8, batch_size=128,
+_GPU_GEN_TRAIN = TrainSettings(model="cnn002", train_size=10_000, epochs=10, batch_size=128,
                                optimizer=Optimizer.ADAM, lr=1e-3)
 _GPU_GENERALIZATION = GeneralizationSettings(
     dropout=DropoutStudy(datasets=(DropoutDataset("mnist", _GPU_GEN_TRAIN, 0.5),
                                    DropoutDataset("fashion_mnist", _GPU_GEN_TRAIN, 0.5)), runs=_ROBUST_RUNS),
     early_stopping=EarlyStoppingStudy(
         dataset="mnist", run=DefenseRun("at"), validation_size=500, monitor_size=500,
-        train=TrainSettings(model="cnn002", train_size=2_000, epochs=40, batch_size=128,
-                            optimizer=Optimizer.ADAM, lr=1e-3, milestones=(30,), dropout=0.0)),
+        train=TrainSettings(model="cnn002", train_size=2_000, epochs=60, batch_size=128,
+                            optimizer=Optimizer.ADAM, lr=1e-3, milestones=(40,), dropout=0.0)),
     sample_size=SampleSizeStudy(dataset="mnist", runs=(DefenseRun("natural"), DefenseRun("at")),
                                 sizes=(1_000, 4_000, 16_000, 60_000), images_seen=120_000,
                                 train=dataclasses.replace(_GPU_GEN_TRAIN, dropout=0.0)),
