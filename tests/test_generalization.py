@@ -100,6 +100,8 @@ def test_dropout_pairs_match_dataset_and_method_and_count_narrower_gaps():
                record("fashion_mnist", "at", 0.5, 0.0, 0.0)]  # no partner: left out
     pairs = gen.dropout_pairs(records)
     assert [(wo["label"], w["dropout"]) for wo, w in pairs] == [("at", 0.5), ("trades", 0.5)]
+    heavier = gen.dropout_pairs([*records, record("mnist", "at", 0.8, 0.0, 0.0)])
+    assert [(wo["dropout"], w["dropout"]) for wo, w in heavier if wo["label"] == "at"] == [(0.0, 0.5), (0.0, 0.8)]
     verdict = gen.dropout_verdict(pairs)
     assert verdict["gap_narrower"] == 2 and verdict["adv_gap_narrower"] == 1
     assert verdict["mean_gap_change"] == pytest.approx(-0.065)

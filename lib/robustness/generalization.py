@@ -369,15 +369,12 @@ def published_records(profile: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def dropout_pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """``(without, with)`` dropout records of the same dataset and method (§5.2's comparison)."""
+    """``(without, with)`` dropout records of the same dataset and method, one per rate tried (§5.2)."""
     by_key: dict[tuple[str, str], dict[float, dict[str, Any]]] = {}
     for r in records:
         by_key.setdefault((r["dataset"], r["label"]), {})[r["dropout"]] = r
-    pairs = []
-    for rates in by_key.values():
-        if 0 in rates and len(rates) == 2:
-            pairs.append((rates[0], next(r for rate, r in rates.items() if rate != 0)))
-    return pairs
+    return [(rates[0], r) for rates in by_key.values() if 0 in rates
+            for rate, r in sorted(rates.items()) if rate != 0]
 
 
 def dropout_verdict(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
@@ -415,13 +412,17 @@ def sample_size_verdict(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_dropout_table(records: list[dict[str, Any]]) -> str:
-    """§5.2's table: per dataset and method, without and with dropout (accuracies in %)."""
-    lines = [f"{'dataset':<14}{'method':<16}{'drop':>5}{'train':>7}{'test':>7}{'adv tr':>7}{'adv te':>7}"
-             f"{'Lip':>7}{'gap':>6}{'adv gap':>8}"]
+    """§5.2's comparison: per dataset and method, without and with dropout (accuracies in %)."""
+    lines = [f"{'method':<16}{'drop':>5}{'train':>7}{'test':>7}{'adv tr':>7}{'adv te':>7}{'Lip':>7}{'gap':>6}"
+             f"{'adv gap':>8}"]
+    dataset = None
     for r in records:
-        lines.append(f"{r['dataset']:<14}{r['label']:<16}{r['dropout']:5.2f}{100 * r['train_acc']:7.1f}"
-                     f"{100 * r['test_acc']:7.1f}{100 * r['adv_train_acc']:7.1f}{100 * r['adv_test_acc']:7.1f}"
-                     f"{r['test_lipschitz']:7.1f}{100 * r['gap']:6.1f}{100 * r['adv_gap']:8.1f}")
+        if r["dataset"] != dataset:
+            dataset = r["dataset"]
+            lines.append(f"{dataset}, eps = {r['eps']:g}")
+        lines.append(f"{r['label']:<16}{r['dropout']:5.2f}{100 * r['train_acc']:7.1f}{100 * r['test_acc']:7.1f}"
+                     f"{100 * r['adv_train_acc']:7.1f}{100 * r['adv_test_acc']:7.1f}{r['test_lipschitz']:7.1f}"
+                     f"{100 * r['gap']:6.1f}{100 * r['adv_gap']:8.1f}")
     return "\n".join(lines)
 
 
