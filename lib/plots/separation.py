@@ -19,7 +19,7 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 TEXT_PT = 10  # smallest text size of every figure here
 TITLE_PT = 11
 PAGE_WIDTH_IN = 6.9  # widest figure the page shows unscaled
-LINF_OTHER = "$\\ell_\\infty$ distance to the nearest training image of another label"
+LINF_NEAREST = "$\\ell_\\infty$ distance to the nearest training image of another (same) label"
 
 
 def _legible(ax: plt.Axes) -> plt.Axes:
@@ -89,10 +89,10 @@ def plot_distance_histogram(ax: plt.Axes, distances: np.ndarray, *, eps: float |
 
 
 def plot_histogram_grid(panels: Sequence[dict], *, ncols: int = 2, log: bool = True,
-                        xlabel: str = LINF_OTHER) -> Figure:
+                        xlabel: str = LINF_NEAREST) -> Figure:
     """One histogram per panel (dicts: distances, eps, title, optional same), ``ncols`` per row."""
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 2.5 * nrows + 1.1), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 2.5 * nrows + 1.2), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         plot_distance_histogram(ax, panel["distances"], eps=panel.get("eps"), title=panel["title"],
                                 same=panel.get("same"), log=log, legend=False)
@@ -103,9 +103,10 @@ def plot_histogram_grid(panels: Sequence[dict], *, ncols: int = 2, log: bool = T
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     fig.supxlabel(xlabel, fontsize=TEXT_PT)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.legend(list(entries.values()), list(entries), loc="lower center", ncols=len(entries),
-               fontsize=TEXT_PT, frameon=False)
+    top = 1 - 0.62 / fig.get_figheight()  # room for two rows of legend above the panels
+    fig.tight_layout(rect=(0, 0, 1, top))
+    fig.legend(list(entries.values()), list(entries), loc="upper center", bbox_to_anchor=(0.5, 1.0),
+               ncols=2, fontsize=TEXT_PT, frameon=False)
     return fig
 
 

@@ -63,16 +63,21 @@ from lib.separation.api import (
 )
 from lib.separation.synthetic import PlantedSet, planted_pairs
 from lib.separation.tables import (
+    DISPLAY_NAMES,
+    LITERATURE_EPS,
     PAPER_TABLE1,
     TABLE_EPS,
     cached_dataset_separation,
+    cached_same_label_test_train,
     closest_pair_panels,
     dataset_separation,
+    display_name,
     ratio_to_budget,
     separation_table,
 )
 
 __all__ = [
+    "DISPLAY_NAMES", "LITERATURE_EPS", "cached_same_label_test_train", "display_name",
     "PAPER_TABLE1", "TABLE_EPS", "cached_dataset_separation", "closest_pair_panels", "dataset_separation",
     "ratio_to_budget", "separation_table", "SeparationResult", "brute_force_nearest", "conflicting_duplicates",
     "nearest_neighbor_distance", "nearest_other_label_distance", "nearest_same_label_distance", "separation",

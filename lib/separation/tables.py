@@ -33,6 +33,16 @@ TABLE_EPS: dict[str, float | None] = {
 }
 """ε per dataset for the separation table (L-infinity, [0, 1] scale)."""
 
+LITERATURE_EPS: dict[str, dict[float, tuple[float, ...]]] = {
+    # Budgets common in the adversarial-robustness literature beside the paper's Table 1
+    # (pixels on [0, 1]): L-infinity 0.3 on MNIST (Madry et al. 2018); L2 1.5 or 2.0 on
+    # MNIST and 0.5 on CIFAR-10 (e.g. Croce & Hein 2020). Yang et al. (2020) report L-infinity
+    # only; these let the book check their conclusion against the other usual budgets.
+    "mnist": {math.inf: (0.3,), 2.0: (1.5, 2.0)},
+    "cifar10": {math.inf: (8 / 255,), 2.0: (0.5,)},
+}
+"""Attack budgets ε common in the literature, per dataset and norm order p (``inf`` or 2)."""
+
 DISPLAY_NAMES: dict[str, str] = {
     "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "digits": "digits", "cifar10": "CIFAR-10",
     "svhn": "SVHN", "restricted_imagenet": "Restricted ImageNet",
