@@ -31,8 +31,9 @@ def dropout_gaps(pairs_by_dataset: dict[str, Sequence[tuple[dict[str, Any], dict
             ax.set_xticks(index, [wo["label"].split(" ")[0].upper() for wo, _ in pairs])
             ax.set_title(f"{title}: {name}")
         row[0].set_ylabel("train - test (points)")
-    axes[0, 0].legend(loc="best")
-    fig.tight_layout()
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncols=2, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 
@@ -49,7 +50,7 @@ def early_stopping_curves(history: Sequence[dict[str, float]], chosen: int, titl
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="best", fontsize=9.5, ncols=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -67,6 +68,9 @@ def sample_size_curves(curves: dict[str, Sequence[dict[str, Any]]], title: str) 
     top.set_title(title)
     top.legend(loc="best", ncols=2)
     bottom.set_xscale("log")
+    sizes = sorted({r["n_train"] for records in curves.values() for r in records})
+    bottom.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    bottom.minorticks_off()
     bottom.set_xlabel("training images (log scale)")
     bottom.set_ylabel("adv. test accuracy (%)")
     bottom.legend(loc="best")
