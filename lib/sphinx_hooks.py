@@ -108,7 +108,7 @@ def page_words(doctree: Any) -> int:
     from docutils import nodes
 
     texts = (text for text in doctree.findall(nodes.Text) if _is_read(text.parent))
-    return sum(len(re.findall(r"\w+", str(text))) for text in texts)
+    return sum(len(re.findall(r"\w+(?:['’]\w+)*", str(text))) for text in texts)
 
 
 def time_line(words: int, record: ExecutionRecord | None, notebook: bool) -> str:
@@ -122,6 +122,25 @@ def time_line(words: int, record: ExecutionRecord | None, notebook: bool) -> str
             f"(profile {record.profile}, device {record.device})")
 
 
+def split_guide_lines(guide: Any) -> None:
+    """One paragraph per "**Label:**" of the guide: the source's lines are one paragraph in
+    Markdown (soft line breaks), which would run Covers, Prerequisites and outcomes together."""
+    from docutils import nodes
+
+    for paragraph in list(guide.findall(nodes.paragraph)):
+        pieces: list[list[Any]] = [[]]
+        for child in paragraph.children:
+            if isinstance(child, nodes.strong) and child.astext().endswith(":") and pieces[-1]:
+                pieces.append([])
+            pieces[-1].append(child)
+        if len(pieces) > 1:
+            lines = [nodes.paragraph("", "", *[c.deepcopy() for c in piece]) for piece in pieces]
+            for line in lines[:-1]:
+                if isinstance(line[-1], nodes.Text):
+                    line[-1] = nodes.Text(line[-1].astext().rstrip())
+            paragraph.replace_self(lines)
+
+
 def add_guide_time(app: Any, doctree: Any, docname: str) -> None:
     """Append "Time: ..." to the page's chapter guide (the admonition of class :data:`GUIDE_CLASS`)."""
     from docutils import nodes
@@ -132,6 +151,7 @@ def add_guide_time(app: Any, doctree: Any, docname: str) -> None:
     source = Path(app.env.doc2path(docname))
     notebook = source.suffix == ".ipynb"
     line = time_line(page_words(doctree), read_record(source) if notebook else None, notebook)
+    split_guide_lines(guides[0])
     guides[0] += nodes.paragraph("", "", nodes.strong("", "Time:"), nodes.Text(f" {line}."))
 
 

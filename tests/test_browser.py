@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from lib import REPO_ROOT
+from lib.plots.legibility import COLUMN_PX
 from lib.run import site_dir
 from lib.toc import toc_chapters
 
@@ -63,6 +64,8 @@ class Visit:
     links: list[str] = field(default_factory=list)
     math: int = 0
     overflowing: list[str] = field(default_factory=list)
+    column_px: float | None = None  # width of the output column (None: the page has no output)
+    output_images: list[list[float]] = field(default_factory=list)  # [natural width, shown width]
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +114,11 @@ FIGURES = """() => [...document.querySelectorAll("article img")].map(img => ({
 
 LINKS = """() => [...document.querySelectorAll("a[href]")].map(a => a.href)"""
 
+# The column cell outputs are shown in, and each output image's own and displayed width.
+COLUMN = """() => document.querySelector("article div.cell_output")?.clientWidth ?? null"""
+OUTPUT_IMAGES = """() => [...document.querySelectorAll("article div.cell_output img")]
+  .map(img => [img.naturalWidth, img.getBoundingClientRect().width])"""
+
 # Display equations and code or output blocks wider than their box (a sideways scrollbar).
 OVERFLOW = """() => [...document.querySelectorAll('mjx-container[display="true"], div.highlight pre')]
   .filter(e => e.scrollWidth > e.clientWidth + 2)
@@ -133,6 +141,8 @@ def visit(browser):
             result.overflowing = page.evaluate(OVERFLOW)
             result.figures = page.evaluate(FIGURES)
             result.links = page.evaluate(LINKS)
+            result.column_px = page.evaluate(COLUMN)
+            result.output_images = page.evaluate(OUTPUT_IMAGES)
             page.add_script_tag(path=str(AXE))
             result.axe_violations = page.evaluate(AXE_RUN)
         finally:
@@ -172,6 +182,21 @@ def test_every_figure_has_alt_text_or_a_caption(visit, path):
     missing = [f["src"] for f in visit(path).figures
                if not f["caption"] and (not f["alt"] or FILE_NAME.search(f["alt"]))]
     assert not missing, f"{path.name}: {len(missing)} figure(s) with no alt text or caption: {missing[:3]}"
+
+
+@pytest.mark.parametrize("path", PAGES, ids=IDS)
+def test_figures_are_shown_as_the_legibility_check_assumes(visit, path):
+    # lib.plots.legibility turns font sizes into displayed sizes with COLUMN_PX and the rule
+    # that a PNG is shown at its own pixel width, scaled down to the column when wider.
+    found = visit(path)
+    if found.column_px is None:
+        pytest.skip(f"{path.name} has no cell output")
+    assert abs(found.column_px - COLUMN_PX) <= 2, (
+        f"{path.name}: the output column is {found.column_px} px wide at a 1280 px window, "
+        f"lib.plots.legibility.COLUMN_PX says {COLUMN_PX}: measure again and update it")
+    wrong = [(natural, shown) for natural, shown in found.output_images
+             if abs(shown - min(natural, found.column_px)) > 1.5]
+    assert not wrong, f"{path.name}: images not shown at min(own width, column): {wrong}"
 
 
 @cache

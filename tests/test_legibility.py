@@ -14,8 +14,6 @@ from IPython.core.pylabtools import print_figure  # noqa: E402
 from lib.plots.legibility import (  # noqa: E402
     COLUMN_PX, METADATA_KEY, FigureRecord, Finding, displayed_pt, figure_record, png_width, record_png,
     smallest_displayed_pt)
-from lib.sphinx_hooks import reading_minutes, time_line  # noqa: E402
-from lib.execution_status import ExecutionRecord  # noqa: E402
 
 
 def inline_png(figure):
@@ -91,16 +89,3 @@ def test_the_metadata_key_is_namespaced():
     _, metadata = record_png(drawn(), inline_png)
     assert set(metadata) == {METADATA_KEY}
 
-
-def test_reading_time_is_rounded_up_to_five_minutes():
-    assert [reading_minutes(n) for n in (0, 999, 1000, 1001, 3000)] == [5, 5, 5, 10, 15]
-    with pytest.raises(ValueError, match="non-negative"):
-        reading_minutes(-1)
-
-
-def test_the_time_line_reads_the_execution_record():
-    record = ExecutionRecord("ci", "AMD EPYC (2 cores)", 75.4, "2026-01-01T00:00:00+00:00", "f" * 64)
-    assert time_line(2100, record, True) == ("about 15 min to read; this build ran it in 1 min 15 s "
-                                             "(profile ci, device AMD EPYC (2 cores))")
-    assert time_line(10, None, False) == "about 5 min to read; nothing to execute"
-    assert "no execution record" in time_line(10, None, True)
