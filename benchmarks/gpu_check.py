@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -105,8 +105,9 @@ def run_step(step: Step, deadline: float, out: Path, artifacts: Path) -> dict:
     if limit < 10:
         return {"step": step.name, "status": "skipped (no time left)"}
     started = time.monotonic()
-    log = out / "logs" / (step.name.replace(" ", "_").replace("/", "_") + ".log")
-    with log.open("w") as handle:
+    with (out / "log.txt").open("a") as handle:  # one file: the returned file count is limited
+        handle.write(f"\n===== {step.name}: {' '.join(step.command)}\n")
+        handle.flush()
         try:
             rc = subprocess.run(step.command, cwd=REPO, env=environment(artifacts), stdout=handle,
                                 stderr=subprocess.STDOUT, timeout=limit).returncode
@@ -118,11 +119,16 @@ def run_step(step: Step, deadline: float, out: Path, artifacts: Path) -> dict:
 
 
 def collect(artifacts: Path, out: Path) -> None:
-    """Copy the JSON records of the gpu profile's runs to ``out/results`` (small files only)."""
-    for study in ("defenses", "generalization"):
-        source = artifacts / study / "gpu"
-        if source.exists():
-            shutil.copytree(source, out / "results" / "gpu" / study, dirs_exist_ok=True)
+    """Pack the JSON records of the gpu profile's runs into ``out/results.tgz``.
+
+    One archive, not a tree: what comes back from the GPU machine is limited in file count
+    and folder depth. Unpack it into ``results/gpu`` (``tar xzf results.tgz -C results/gpu``).
+    """
+    studies = [study for study in ("defenses", "generalization") if (artifacts / study / "gpu").exists()]
+    with tarfile.open(out / "results.tgz", "w:gz") as archive:
+        for study in studies:
+            for record in sorted((artifacts / study / "gpu").rglob("*.json")):
+                archive.add(record, arcname=f"{study}/{record.relative_to(artifacts / study / 'gpu')}")
 
 
 def main() -> int:
@@ -138,7 +144,7 @@ def main() -> int:
         return 0
     deadline = time.monotonic() + args.budget_s
     artifacts = Path(os.environ.get("CLOSER_LOOK_ARTIFACTS", "/tmp/closer-look-artifacts"))
-    (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for step in steps(args.out):
         summary.append(run_step(step, deadline, args.out, artifacts))
