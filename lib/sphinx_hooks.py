@@ -133,12 +133,21 @@ def split_guide_lines(guide: Any) -> None:
             if isinstance(child, nodes.strong) and child.astext().endswith(":") and pieces[-1]:
                 pieces.append([])
             pieces[-1].append(child)
+        pieces = [piece for piece in pieces if "".join(c.astext() for c in piece).strip()]
         if len(pieces) > 1:
-            lines = [nodes.paragraph("", "", *[c.deepcopy() for c in piece]) for piece in pieces]
-            for line in lines[:-1]:
-                if isinstance(line[-1], nodes.Text):
-                    line[-1] = nodes.Text(line[-1].astext().rstrip())
-            paragraph.replace_self(lines)
+            paragraph.replace_self([nodes.paragraph("", "", *_trimmed(piece)) for piece in pieces])
+
+
+def _trimmed(children: list[Any]) -> list[Any]:
+    """Copies of ``children`` without the trailing line break of their last text."""
+    from docutils import nodes
+
+    copies = [child.deepcopy() for child in children]
+    while copies and isinstance(copies[-1], nodes.Text) and not copies[-1].astext().rstrip():
+        copies.pop()
+    if copies and isinstance(copies[-1], nodes.Text):
+        copies[-1] = nodes.Text(copies[-1].astext().rstrip())
+    return copies
 
 
 def add_guide_time(app: Any, doctree: Any, docname: str) -> None:

@@ -81,6 +81,8 @@ def executed(chapter: Path) -> Path:
 def test_every_figure_is_legible_at_the_size_the_page_shows_it(chapter):
     # lib.plots.legibility: each figure's smallest drawn font, scaled as the page shows the
     # PNG (dpi, then down to the content column when wider), must be >= 9 CSS pt.
+    if not executed(chapter).exists():
+        pytest.fail(f"{chapter.name} is not executed: run `python -m lib.run execute` (make book)")
     findings = check_notebook(executed(chapter))
     bad = [finding.describe() for finding in findings if not finding.ok]
     assert not bad, (f"{chapter.name}: {len(bad)} of {len(findings)} figure(s) fail the rule (every text "
@@ -98,7 +100,7 @@ def test_no_page_mentions_a_document_outside_the_repository():
     assert not found, f"pages citing documents outside the repository (cite the paper's sections): {found}"
 
 
-GUIDE = re.compile(r'<div class="admonition chapter-guide">(.*?)</div>', re.DOTALL)
+GUIDE = re.compile(r'<div class="[^"]*\bchapter-guide\b[^"]*">(.*?)</div>', re.DOTALL)
 GUIDE_PARTS = ("Covers:", "Prerequisites:", "You will learn", "Time:")
 
 
