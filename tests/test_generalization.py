@@ -189,3 +189,13 @@ def test_published_records_read_the_tracked_results_folder(tiny_profile, monkeyp
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"n_train": 12, "label": "natural"}))
     assert gen.published_records("tiny") == {"sample_size": [{"n_train": 12, "label": "natural"}]}
+
+
+def test_a_published_run_is_not_run_again(tiny_profile, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(gen, "REPO_ROOT", tmp_path)
+    run = gen.sample_size_runs("tiny")[0]
+    gen.published_path(run).parent.mkdir(parents=True)
+    gen.published_path(run).write_text("{}")
+    assert gen.main(["run", "--profile", "tiny", "--device", "cpu"]) == 0
+    assert f"{run.slug}: published in results/, skipped" in capsys.readouterr().out
+    assert len(gen.stored_records("tiny")["sample_size"]) == 1

@@ -289,6 +289,11 @@ def _pause_after(run: StudyRun, deadline: float | None) -> Callable[[int], None]
     return after_epoch
 
 
+def published_path(run: StudyRun) -> Path:
+    """Where the run's record is published with the book: ``results/<profile>/generalization/<study>/``."""
+    return REPO_ROOT / "results" / run.profile / "generalization" / run.study.value / f"{run.slug}.json"
+
+
 def record_path(run: StudyRun, root: Path | None = None) -> Path:
     """``<root>/<profile>/<study>/<slug>.json``; root defaults to ``<artifacts>/generalization``."""
     root = artifact_root() / "generalization" if root is None else root
@@ -470,11 +475,22 @@ def run_passes(run: StudyRun) -> float:
     return train + monitor + measurement
 
 
-def gpu_estimate(profile: str, tflops: float = defenses.ASSUMED_GPU_TFLOPS) -> dict[str, float]:
-    """Estimated PFLOPs and seconds of every run of the profile's studies at ``tflops`` (an estimate, not a timing)."""
+MEASURED_GPU_TFLOPS = 3.3
+"""Training throughput measured on the GPU tier's first run (NVIDIA H200, CNN002, batch 128):
+adversarial training at ~5,000 images/s, i.e. 11 passes of ~60 MFLOP each per image. The
+dropout runs took 17-26 s each (``results/gpu/generalization/dropout/``)."""
+
+
+def gpu_estimate(profile: str, tflops: float = MEASURED_GPU_TFLOPS, *,
+                 skip_published: bool = False) -> dict[str, float]:
+    """Estimated PFLOPs and seconds of the profile's runs at ``tflops`` (an estimate from FLOPs, not a timing).
+
+    Runs that reuse a defenses job are not counted, nor, with ``skip_published``, those
+    whose records are already published.
+    """
     total = 0.0
     for run in study_runs(profile):
-        if reused_defense_job(run) is not None:
+        if reused_defense_job(run) is not None or (skip_published and published_path(run).exists()):
             continue
         channels, size = (3, 32) if run.dataset in ("cifar10", "svhn") else (1, 28)
         model = build_model(run.train.model, in_channels=channels, image_size=size, depth=run.train.depth,
@@ -507,12 +523,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
     runs = study_runs(args.profile, args.seed)
-    estimate = gpu_estimate(args.profile)
-    print(f"{len(runs)} runs; estimated {estimate['seconds']:.0f} s at {defenses.ASSUMED_GPU_TFLOPS:g} TFLOP/s "
-          f"({estimate['pflop']:.2f} PFLOP)", flush=True)
+    estimate = gpu_estimate(args.profile, skip_published=True)
+    print(f"{len(runs)} runs; those to compute: {estimate['pflop']:.2f} PFLOP, about {estimate['seconds']:.0f} s "
+          f"at {MEASURED_GPU_TFLOPS:g} TFLOP/s (an estimate)", flush=True)
     deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
     for run in runs:
         name = f"{run.study.value} {run.slug}"
+        if published_path(run).exists():
+            print(f"{name}: published in results/, skipped", flush=True)
+            continue
         if args.print_only or not datasets.available(run.dataset):
             print(f"{name}{'' if datasets.available(run.dataset) else ': data absent'}", flush=True)
             continue
