@@ -289,8 +289,10 @@ _CI_GENERALIZATION = GeneralizationSettings(
     evaluation=_CI_DEFENSES.evaluation,
 )
 # gpu: CNN002 (the paper's MNIST network, dropout 0.5 after its first dense layer) on
-# subsets with short schedules, sized to about 4 minutes of one H100 in all (an estimate
-# from FLOPs at an assumed 10 TFLOP/s: lib.robustness.generalization.gpu_estimate).
+# subsets with short schedules. Measured on the first GPU run (an H200): the 12 dropout
+# runs take 17-26 s each (AT/TRADES train at ~5,000 images/s); the early-stopping and
+# sample-size runs are estimated at ~3 minutes more from FLOPs at that throughput
+# (lib.robustness.generalization.gpu_estimate). `run` skips runs published in results/.
 _GPU_GEN_TRAIN = TrainSettings(model="cnn002", train_size=10_000, epochs=10, batch_size=128,
                                optimizer=Optimizer.ADAM, lr=1e-3)
 _GPU_GENERALIZATION = GeneralizationSettings(
