@@ -316,7 +316,7 @@ def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
         relative = source.relative_to(REPO_ROOT)
         if source not in plan:
             (site / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, site / relative)
+            shutil.copy(source, site / relative)  # a fresh mtime: Sphinx sees the edit
             continue
         target = site / relative.with_suffix(".ipynb")
         if not force and is_up_to_date(source, target, plan[source]):
