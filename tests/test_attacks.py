@@ -47,6 +47,22 @@ def test_robust_accuracy_matches_closed_form(linear_problem):
         assert robust_accuracy(model, x, y, eps, batch_size=16) == pytest.approx(expected)
 
 
+def test_robust_accuracy_counts_a_misclassified_point_as_an_error(linear_problem, monkeypatch):
+    """An attack that lands where the model is right does not make a clean error robust."""
+    from lib.robustness import attacks
+
+    model, w, x, y = linear_problem
+
+    def to_label_side(m, xb, yb, eps, **_):  # a corner where the model predicts yb
+        return torch.where((yb == 1)[:, None], (w > 0).float(), (w < 0).float()).expand_as(xb)
+
+    monkeypatch.setitem(attacks.ATTACKS, attacks.Attack.PGD, to_label_side)
+    assert float((model(to_label_side(model, x, y, 0.1)).argmax(1) == y).float().mean()) == 1.0
+    clean = float(((x @ w + 0.1 > 0).long() == y).float().mean())
+    assert clean < 1.0  # some points are clean errors
+    assert robust_accuracy(model, x, y, 0.1) == pytest.approx(clean)
+
+
 def test_pgd_stays_in_ball_and_box():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 5))
     x = torch.rand(8, 3, 4, 4)

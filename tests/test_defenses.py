@@ -194,3 +194,23 @@ def test_claims_are_decided_from_the_numbers():
     assert verdict["robust_larger_gap_than_natural"]
     rows[1]["test_lipschitz"] = 20  # GR now smoother than TRADES: the claim fails
     assert not defenses.claims(rows)["robust_lower_lipschitz"]
+
+
+def test_gpu_throughput_is_measured_from_published_records(tmp_path, monkeypatch):
+    """No published record: the assumption; records: the median of FLOPs over training seconds."""
+    from lib.robustness import defenses as d
+
+    monkeypatch.setattr(d, "REPO_ROOT", tmp_path)
+    assert d.gpu_throughput("gpu") == (d.ASSUMED_GPU_TFLOPS, False)
+    folder = tmp_path / "results" / "gpu" / "defenses" / "mnist"
+    folder.mkdir(parents=True)
+    base = {"profile": "gpu", "dataset": "mnist", "n_train": 60_000}
+    rates = []
+    for method, seconds in (("natural", 10.0), ("at", 40.0), ("gr", 20.0)):
+        record = {**base, "method": method, "train_seconds": seconds}
+        (folder / f"{method}.json").write_text(json.dumps(record))
+        rates.append(d.run_training_flops(record) / seconds / 1e12)
+    tflops, measured = d.gpu_throughput("gpu")
+    assert measured and tflops == pytest.approx(sorted(rates)[1])
+    assert d.run_training_flops({**base, "method": "at"}) == pytest.approx(
+        11 * d.run_training_flops({**base, "method": "natural"}))

@@ -241,9 +241,12 @@ def robust_accuracy(
     batch_size: int = 256,
     **attack_options,
 ) -> float:
-    """Fraction of ``(X, y)`` still classified correctly after ``attack`` at radius ``eps``.
+    """Fraction of ``(X, y)`` classified correctly both clean and after ``attack`` at radius ``eps``.
 
-    Runs in batches on the model's device; ``attack_options`` go to the attack
+    A point counts only if the model is right on it *and* the attack finds no adversarial
+    example in its ball (robust accuracy, or astuteness, Yang et al. 2020 §2): a point the
+    model gets wrong is an error at every radius, even when the attack's random start lands
+    somewhere the model happens to be right. Runs in batches on the model's device; ``attack_options`` go to the attack
     (``steps``, ``step_size``, ``restarts``). With ``eps = 0`` this is clean accuracy.
 
     Example:
@@ -260,7 +263,8 @@ def robust_accuracy(
         xb, yb = X[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
         x_adv = run(model, xb, yb, eps, **attack_options)
         with torch.no_grad(), eval_mode(model):
-            correct += int((model(x_adv).argmax(dim=1) == yb).sum())
+            right = (model(xb).argmax(dim=1) == yb) & (model(x_adv).argmax(dim=1) == yb)
+        correct += int(right.sum())
     return correct / len(X)
 
 

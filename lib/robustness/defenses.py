@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lib import datasets
+from lib import REPO_ROOT, datasets
 from lib.artifacts import array_digest, artifact_root, load_or_compute
 from lib.robustness.evaluation import epoch_monitor, evaluate
 from lib.robustness.models import build_model
@@ -295,9 +296,38 @@ def claim_sentences(verdict: dict[str, bool], dataset: str) -> str:
 
 
 ASSUMED_GPU_TFLOPS = 10.0
-"""Achieved training throughput assumed for one H100 on these small networks (TFLOP/s): about
-1 % of its dense bf16 peak, because 28x28 convolutions at batch 128 are bound by kernel
-launches, not arithmetic. An assumption to be replaced by the first measured GPU run."""
+"""Training throughput assumed for one H100 on these small networks (TFLOP/s) where no GPU
+run is published: about 1 % of its dense bf16 peak. The first GPU run measured 1-3 TFLOP/s
+(:func:`gpu_throughput` reads it from the published records), so this guess is optimistic."""
+
+
+def published_results(profile: str, dataset: str) -> list[dict[str, Any]]:
+    """Records of a GPU or full run published with the book (``results/<profile>/defenses/<dataset>/``)."""
+    folder = REPO_ROOT / "results" / get_profile(profile).name / "defenses" / dataset
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def published_device(profile: str) -> str | None:
+    """The device a published run of ``profile`` ran on (``results/<profile>/check/run.json``), if any."""
+    path = REPO_ROOT / "results" / get_profile(profile).name / "check" / "run.json"
+    return json.loads(path.read_text())["device"] if path.exists() else None
+
+
+def run_training_flops(record: dict[str, Any]) -> float:
+    """FLOPs of training one record's network: 6 x forward MACs x passes per image x images seen."""
+    t = dataset_settings(get_profile(record["profile"]), record["dataset"]).train
+    shape = (3, 32, 32) if record["dataset"] in ("cifar10", "svhn") else (1, 28, 28)
+    model = build_model(t.model, in_channels=shape[0], image_size=shape[-1], depth=t.depth, width=t.width)
+    return 6.0 * forward_macs(model, shape) * PASSES_PER_IMAGE[record["method"]] * record["n_train"] * t.epochs
+
+
+def gpu_throughput(profile: str = "gpu") -> tuple[float, bool]:
+    """``(TFLOP/s, measured)``: the median training throughput of the published runs of ``profile``
+    on every dataset, or :data:`ASSUMED_GPU_TFLOPS` (``measured`` False) where none is published."""
+    records = [r for d in get_profile(profile).defenses.datasets for r in published_results(profile, d.dataset)]
+    if not records:
+        return ASSUMED_GPU_TFLOPS, False
+    return statistics.median(run_training_flops(r) / r["train_seconds"] / 1e12 for r in records), True
 
 
 def evaluation_passes(profile: str, dataset: str, train_size: int, test_size: int) -> float:
@@ -313,8 +343,10 @@ def evaluation_passes(profile: str, dataset: str, train_size: int, test_size: in
 
 
 def gpu_estimate(profile: str, dataset: str, input_shape: tuple[int, ...], train_size: int, test_size: int,
-                 tflops: float = ASSUMED_GPU_TFLOPS) -> dict[str, float]:
-    """Estimated PFLOPs and seconds of the profile's whole grid on ``dataset`` at ``tflops``."""
+                 tflops: float | None = None) -> dict[str, float]:
+    """Estimated PFLOPs and seconds of the profile's whole grid on ``dataset`` at ``tflops``
+    (default: :func:`gpu_throughput`, measured where a GPU run is published)."""
+    tflops = gpu_throughput()[0] if tflops is None else tflops
     t = dataset_settings(get_profile(profile), dataset).train
     model = build_model(t.model, in_channels=input_shape[0], image_size=input_shape[-1], depth=t.depth, width=t.width)
     per_pass = 6.0 * forward_macs(model, input_shape)

@@ -39,7 +39,7 @@ from torch import nn
 
 from lib import datasets
 from lib.artifacts import REPO_ROOT, array_digest, artifact_root, load_or_compute
-from lib.profiles import (DefenseEvaluation, DefenseRun, GeneralizationSettings, TrainSettings, get_profile,
+from lib.profiles import (DefenseEvaluation, DefenseRun, TrainSettings, get_profile,
                           resolve_device)
 from lib.robustness import defenses
 from lib.robustness.attacks import robust_accuracy
@@ -475,13 +475,7 @@ def run_passes(run: StudyRun) -> float:
     return train + monitor + measurement
 
 
-MEASURED_GPU_TFLOPS = 3.3
-"""Training throughput measured on the GPU tier's first run (NVIDIA H200, CNN002, batch 128):
-adversarial training at ~5,000 images/s, i.e. 11 passes of ~60 MFLOP each per image. The
-dropout runs took 17-26 s each (``results/gpu/generalization/dropout/``)."""
-
-
-def gpu_estimate(profile: str, tflops: float = MEASURED_GPU_TFLOPS, *,
+def gpu_estimate(profile: str, tflops: float | None = None, *,
                  skip_published: bool = False) -> dict[str, float]:
     """Estimated PFLOPs and seconds of the profile's runs at ``tflops`` (an estimate from FLOPs, not a timing).
 
@@ -496,7 +490,9 @@ def gpu_estimate(profile: str, tflops: float = MEASURED_GPU_TFLOPS, *,
         model = build_model(run.train.model, in_channels=channels, image_size=size, depth=run.train.depth,
                             width=run.train.width)
         total += 6.0 * defenses.forward_macs(model, (channels, size, size)) * run_passes(run)
-    return {"pflop": total / 1e15, "seconds": total / (tflops * 1e12), "runs": len(study_runs(profile))}
+    tflops = defenses.gpu_throughput()[0] if tflops is None else tflops
+    return {"pflop": total / 1e15, "seconds": total / (tflops * 1e12), "runs": len(study_runs(profile)),
+            "tflops": tflops}
 
 
 # --------------------------------------------------------------------------- command line
@@ -525,7 +521,7 @@ def _run(args: argparse.Namespace) -> int:
     runs = study_runs(args.profile, args.seed)
     estimate = gpu_estimate(args.profile, skip_published=True)
     print(f"{len(runs)} runs; those to compute: {estimate['pflop']:.2f} PFLOP, about {estimate['seconds']:.0f} s "
-          f"at {MEASURED_GPU_TFLOPS:g} TFLOP/s (an estimate)", flush=True)
+          f"at {defenses.gpu_throughput()[0]:.1f} TFLOP/s (an estimate)", flush=True)
     deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
     for run in runs:
         name = f"{run.study.value} {run.slug}"

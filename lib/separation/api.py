@@ -136,7 +136,7 @@ def nearest_same_label_distance(
 
     The companion of :func:`nearest_other_label_distance`: Yang et al. (2020, §3) bound a
     point's distance to the other classes; its distance to its own class decides whether a
-    nearest-neighbour rule labels it correctly (§4). With ``X_query=None`` (train–train) a
+    nearest-neighbour rule labels it correctly (§3, Theorem 3.2). With ``X_query=None`` (train–train) a
     point is not its own neighbour (an exact duplicate with the same label gives 0). ``inf``
     where the reference set has no other point of that label. Inputs as in
     :func:`nearest_neighbor_distance`.

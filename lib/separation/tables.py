@@ -116,7 +116,7 @@ def same_label_test_train(name: str, *, device: Any = None) -> np.ndarray:
     """Each test image's L-infinity distance to the nearest training image of its *own* label.
 
     Beside the test–train distances of Table 1 (Yang et al. 2020, §3: to another label), this
-    is the distance a nearest-neighbour rule needs to be small (§4); exact, every test image.
+    is the distance a nearest-neighbour rule needs to be small (§3, Theorem 3.2); exact, every test image.
     """
     from lib import datasets
 

@@ -7,7 +7,7 @@ If differently labelled points are at distance >= 2r, the scores
 are 1/r-Lipschitz in every coordinate (the distance to a set is 1-Lipschitz) and the
 classifier ``g(x) = argmin_i f(x)_i`` (a scaled 1-nearest-neighbour rule) is correct on
 every x' with ``||x' - x|| < r`` around every point x of the set (Yang et al. 2020, "A Closer
-Look at Accuracy vs. Robustness", NeurIPS 2020, §4: the theorem and its construction).
+Look at Accuracy vs. Robustness", NeurIPS 2020, §3, Theorem 3.2: the theorem and its construction).
 
 This package builds that construction for any norm ``p`` (``inf`` or ``p >= 1``):
 

@@ -1,4 +1,4 @@
-"""Robustness certificates of the set-distance classifier, decided exactly (Yang et al. 2020, §4).
+"""Robustness certificates of the set-distance classifier, decided exactly (Yang et al. 2020, §3, Theorem 3.2).
 
 From the class distances ``D[n, i] = dist(x_n, X^(i))`` alone, without an attack: a point
 is certified at radius ``rho`` when ``d_own + rho < d_other - rho`` (the triangle-inequality

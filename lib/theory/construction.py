@@ -2,7 +2,7 @@
 
 NumPy side (:class:`SetDistanceClassifier`, exact distances from :mod:`lib.separation`)
 and torch side (:class:`SetDistanceModule`, differentiable, for attacks and Lipschitz
-estimates), the 2-D grid pictures and the closest pair's midpoint (Yang et al. 2020, §4).
+estimates), the 2-D grid pictures and the closest pair's midpoint (Yang et al. 2020, §3, Theorem 3.2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The studies behind the chapter "The theorem" (Yang et al. 2020, §4): plain dicts of arrays,
+"""The studies behind the chapter "The theorem" (Yang et al. 2020, §3, Theorem 3.2): plain dicts of arrays,
 cacheable with ``lib.artifacts.load_or_compute``."""
 
 from __future__ import annotations
