@@ -20,7 +20,6 @@ import pytest
 from lib.classroom.grading import (
     Limits,
     Status,
-    _limit_resources,
     reference_problem,
     csv_columns,
     find_submissions,
@@ -37,6 +36,7 @@ from lib.classroom.pack import (
     write_student_pack,
 )
 from lib.classroom.samples import SAMPLE_ASSIGNMENT, write_samples
+from lib.classroom.worker import limit_file_size
 
 NAMES = [a.name for a in assignments()]
 CELL_TIMEOUT = 30  # nbgrader's default; the looping sample sleeps: wall time, not CPU
@@ -151,7 +151,7 @@ def test_submission_layout_is_checked_before_grading(tmp_path):
 
 def test_a_submission_cannot_write_a_file_beyond_the_cap(tmp_path):
     command = [sys.executable, "-c", f"open({str(tmp_path / 'big')!r}, 'wb').write(bytes(2 * 2**20))"]
-    done = subprocess.run(command, preexec_fn=_limit_resources(2**20), capture_output=True)
+    done = subprocess.run(command, preexec_fn=lambda: limit_file_size(2**20), capture_output=True)
     assert done.returncode != 0 and b"File too large" in done.stderr  # Python ignores SIGXFSZ: EFBIG
     assert (tmp_path / "big").stat().st_size <= 2**20
     assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # ours is untouched
@@ -240,3 +240,12 @@ def test_grading_stops_when_the_reference_solution_fails(course, graded):
     assert re.search(r"01_pgd scored 3 of 5 points .*short of full marks: test_attack.*imports lib", problem)
     assert "crashed / not graded" in reference_problem(result(report, "crashing"), maximum)
     assert f"cells over {CELL_TIMEOUT} s: attack" in reference_problem(result(report, "looping"), maximum)
+
+
+def test_limits_refuse_a_worker_count_below_one_and_the_worker_refuses_unknown_flags():
+    with pytest.raises(ValueError, match="workers must be a whole number >= 1"):
+        Limits(workers=0)
+    from lib.classroom.worker import main
+
+    assert main(["grade", "scratch", "a", "s", "--max-file-bytes=abc"]) == 2
+    assert main(["grade", "scratch", "a", "s", "--unknown"]) == 2

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -28,8 +27,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
 
 from lib.classroom.checks import warm_caches
@@ -54,12 +55,16 @@ SEVERITY = (Status.GRADED, Status.MISSING, Status.TIMED_OUT, Status.CRASHED)
 
 @dataclass(frozen=True)
 class Limits:
-    """What one submission may use: seconds per cell, megabytes per file written."""
+    """What one submission may use: seconds per cell, megabytes per file written; and how many
+    submissions are graded at once (each in its own process and scratch folder)."""
 
     cell_timeout: int = 30
     max_file_mb: int = 512
+    workers: int = 2
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.workers, int) and self.workers >= 1):
+            raise ValueError(f"workers must be a whole number >= 1, got {self.workers!r}")
         if not (isinstance(self.cell_timeout, int) and self.cell_timeout >= 1):
             raise ValueError(f"cell_timeout must be a whole number of seconds >= 1, got {self.cell_timeout!r}")
         if not (isinstance(self.max_file_mb, int) and self.max_file_mb >= 1):
@@ -126,14 +131,6 @@ def find_submissions(folder: Path, known: list[str]) -> dict[str, dict[str, Path
     return found
 
 
-def _limit_resources(max_file_bytes: int) -> Callable[[], None]:
-    """``preexec_fn`` for the grading process: no file it (or its kernel) writes may exceed the cap."""
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
-
-    return apply
-
-
 def _scratch_course(course: Path, assignment: str, student: str, notebook: Path, limits: Limits) -> Path:
     """A fresh course folder holding the config, gradebook, sources and this one submission."""
     scratch = Path(tempfile.mkdtemp(prefix="classroom-grade-"))
@@ -152,11 +149,12 @@ def _run_worker(scratch: Path, assignment: str, student: str, limits: Limits, wa
 
     Its output (nbgrader's log) goes to ``log``, a file outside the scratch folder.
     """
-    command = [sys.executable, "-m", "lib.classroom.worker", "grade", str(scratch), assignment, student]
+    command = [sys.executable, "-m", "lib.classroom.worker", "grade", str(scratch), assignment, student,
+               f"--max-file-bytes={limits.max_file_mb * 2**20}"]  # set by the worker: no preexec_fn with threads
     command += [] if feedback else ["--no-feedback"]
     with log.open("wb") as output:
         process = subprocess.Popen(command, cwd=scratch, env=nbgrader_env(), stdout=output, stderr=output,
-                                   start_new_session=True, preexec_fn=_limit_resources(limits.max_file_mb * 2**20))
+                                   start_new_session=True)
     try:
         return process.wait(timeout=wall_limit)
     except subprocess.TimeoutExpired:
@@ -246,9 +244,10 @@ def check_reference(course: Path, names: list[str], limits: Limits = Limits()) -
     silently get 0.
     """
     totals = {}
-    for name in names:
-        source = course / "source" / name / f"{name}.ipynb"
-        result = grade_submission(course, name, REFERENCE_STUDENT, source, limits=limits)
+    results = in_parallel([partial(grade_submission, course, name, REFERENCE_STUDENT,
+                                   course / "source" / name / f"{name}.ipynb", limits=limits) for name in names],
+                          limits.workers)
+    for name, result in zip(names, results):
         problem = reference_problem(result, {q.name: q.points for q in questions(course, name)})
         if problem:
             raise ReferenceSolutionFailed(problem)
@@ -338,18 +337,29 @@ def grade(submissions: Path, *, course: Path = CLASSROOM_DIR / "course", csv_pat
     reference = check_reference(course, names, limits)
     if feedback_dir.exists():
         shutil.rmtree(feedback_dir)
+    pairs = [(student, name) for student, submitted in found.items() for name in names if name in submitted]
+    graded = dict(zip(pairs, in_parallel([partial(grade_submission, course, name, student, found[student][name],
+                                                  limits=limits, feedback_dir=feedback_dir)
+                                          for student, name in pairs], limits.workers)))
     results: dict[str, list[Result]] = {}
-    for student, submitted in found.items():
+    for student in found:
         for name in names:
-            if name not in submitted:
-                results.setdefault(student, []).append(Result(student, name, Status.MISSING))
-                continue
-            result = grade_submission(course, name, student, submitted[name], limits=limits,
-                                      feedback_dir=feedback_dir)
-            log(f"{student}/{name}: {result.status.value}" + (f", {result.total:g} points" if result.scores else ""))
+            result = graded.get((student, name), Result(student, name, Status.MISSING))
+            if result.status is not Status.MISSING:
+                log(f"{student}/{name}: {result.status.value}"
+                    + (f", {result.total:g} points" if result.scores else ""))
             results.setdefault(student, []).append(result)
     write_csv(csv_path, csv_columns(course, names), [csv_row(s, r) for s, r in results.items()])
     return Report(results, reference, csv_path, feedback_dir, time.perf_counter() - started)
+
+
+def in_parallel(tasks: list[Callable[[], Result]], workers: int) -> list[Result]:
+    """Run grading ``tasks`` ``workers`` at a time, results in the tasks' order.
+
+    Threads suffice: each task waits on its own grading process, in its own scratch folder.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda task: task(), tasks))
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> Path:

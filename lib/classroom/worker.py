@@ -1,20 +1,27 @@
 """nbgrader, driven through its Python API, in a child process of the teacher's.
 
     python -m lib.classroom.worker generate COURSE NAME [NAME ...]
-    python -m lib.classroom.worker grade SCRATCH ASSIGNMENT STUDENT [--no-feedback]
+    python -m lib.classroom.worker grade SCRATCH ASSIGNMENT STUDENT [--no-feedback] [--max-file-bytes=N]
 
 ``generate`` runs ``generate_assignment`` for every NAME in one process (one start-up
 instead of one per assignment). ``grade`` runs ``autograde`` and then
 ``generate_feedback`` (skipped with ``--no-feedback``, for the reference solutions) for
-one submission in a scratch course folder that holds only it;
+one submission in a scratch course folder that holds only it, after capping the size of
+any file it (or the kernel it starts) writes at ``--max-file-bytes``;
 the teacher's process (:mod:`lib.classroom.grading`) reads the results afterwards. The
 exit status is 0 when every step succeeded, 1 otherwise (nbgrader's log on stderr).
 """
 
 from __future__ import annotations
 
+import resource
 import sys
 from pathlib import Path
+
+
+def limit_file_size(max_bytes: int) -> None:
+    """No file this process or its children write may exceed ``max_bytes`` (RLIMIT_FSIZE)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
 
 def _api(course: Path):
@@ -53,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) >= 3 and args[0] == "generate":
         return generate(Path(args[1]).resolve(), args[2:])
-    if len(args) in (4, 5) and args[0] == "grade" and args[4:] in ([], ["--no-feedback"]):
-        return grade(Path(args[1]).resolve(), args[2], args[3], feedback=not args[4:])
+    flags = args[4:]
+    caps = [f for f in flags if f.startswith("--max-file-bytes=") and f.partition("=")[2].isdigit()]
+    if len(args) >= 4 and args[0] == "grade" and set(flags) <= {"--no-feedback", *caps} and len(caps) <= 1:
+        for cap in caps:
+            limit_file_size(int(cap.partition("=")[2]))
+        return grade(Path(args[1]).resolve(), args[2], args[3], feedback="--no-feedback" not in flags)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -192,7 +192,11 @@ def run_job(job: Job, device: str = "auto", *, max_minutes: float | None = None)
 
 def stored_results(profile: str, dataset: str) -> list[dict[str, Any]]:
     """The JSON records stored for ``dataset`` under ``profile``, in the profile's run order."""
-    folder = artifact_root() / "defenses" / profile / dataset
+    return in_grid_order(artifact_root() / "defenses" / profile / dataset, profile, dataset)
+
+
+def in_grid_order(folder: Path, profile: str, dataset: str) -> list[dict[str, Any]]:
+    """The JSON records in ``folder``, in the order of the profile's runs (unknown runs last)."""
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     order = {job.slug: i for i, job in enumerate(grid_jobs(profile))}
     return sorted(records, key=lambda r: order.get(Job(dataset, _run_of(r), profile, r["seed"]).slug, len(order)))
@@ -303,8 +307,7 @@ run is published: about 1 % of its dense bf16 peak. The first GPU run measured 1
 
 def published_results(profile: str, dataset: str) -> list[dict[str, Any]]:
     """Records of a GPU or full run published with the book (``results/<profile>/defenses/<dataset>/``)."""
-    folder = REPO_ROOT / "results" / get_profile(profile).name / "defenses" / dataset
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return in_grid_order(REPO_ROOT / "results" / get_profile(profile).name / "defenses" / dataset, profile, dataset)
 
 
 def published_device(profile: str) -> str | None:
