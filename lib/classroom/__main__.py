@@ -2,7 +2,7 @@
 
     python -m lib.classroom pack [--out DIR]
     python -m lib.classroom samples DIR [--out DIR]
-    python -m lib.classroom grade SUBMISSIONS [--out DIR] [--csv PATH] [--timeout SECONDS]
+    python -m lib.classroom grade SUBMISSIONS [--out DIR] [--csv PATH] [--timeout SECONDS] [--workers N]
 
 ``pack`` builds the nbgrader course ``DIR/course`` from ``book/assignments`` and zips
 the student notebooks into ``DIR/student-pack.zip`` (``DIR``: ``_build/classroom``).
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     grading.add_argument("submissions", type=Path)
     grading.add_argument("--csv", type=Path, default=None, help="default: OUT/grades.csv")
     grading.add_argument("--timeout", type=int, default=Limits.cell_timeout, help="seconds per cell (default 30)")
+    grading.add_argument("--workers", type=int, default=Limits.workers,
+                         help="submissions graded at once (default 2; about one per core)")
     for command in (pack, samples, grading):
         command.add_argument("--out", type=Path, default=CLASSROOM_DIR, help="default: _build/classroom")
     args = parser.parse_args(argv)
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Sample submissions: {write_samples(args.folder, course).resolve()}")
         else:
             report = grade(args.submissions, course=course, csv_path=args.csv or args.out / "grades.csv",
-                           feedback_dir=args.out / "feedback", limits=Limits(cell_timeout=args.timeout))
+                           feedback_dir=args.out / "feedback", limits=Limits(cell_timeout=args.timeout, workers=args.workers))
             print_table(report.csv)
             print(f"Graded in {report.seconds:.0f} s.")
             print(f"Grades (CSV): {report.csv.resolve()}")
