@@ -204,7 +204,7 @@ def test_gpu_throughput_is_measured_from_published_records(tmp_path, monkeypatch
     assert d.gpu_throughput("gpu") == (d.ASSUMED_GPU_TFLOPS, False)
     folder = tmp_path / "results" / "gpu" / "defenses" / "mnist"
     folder.mkdir(parents=True)
-    base = {"profile": "gpu", "dataset": "mnist", "n_train": 60_000}
+    base = {"profile": "gpu", "dataset": "mnist", "n_train": 60_000, "eps": 0.1, "params": {}, "seed": 0}
     rates = []
     for method, seconds in (("natural", 10.0), ("at", 40.0), ("gr", 20.0)):
         record = {**base, "method": method, "train_seconds": seconds}
