@@ -316,10 +316,15 @@ def published_device(profile: str) -> str | None:
     return json.loads(path.read_text())["device"] if path.exists() else None
 
 
+def input_shape(dataset: str) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of one image of ``dataset``: 3x32x32 for CIFAR-10 and SVHN, else 1x28x28."""
+    return (3, 32, 32) if dataset in ("cifar10", "svhn") else (1, 28, 28)
+
+
 def run_training_flops(record: dict[str, Any]) -> float:
     """FLOPs of training one record's network: 6 x forward MACs x passes per image x images seen."""
     t = dataset_settings(get_profile(record["profile"]), record["dataset"]).train
-    shape = (3, 32, 32) if record["dataset"] in ("cifar10", "svhn") else (1, 28, 28)
+    shape = input_shape(record["dataset"])
     model = build_model(t.model, in_channels=shape[0], image_size=shape[-1], depth=t.depth, width=t.width)
     return 6.0 * forward_macs(model, shape) * PASSES_PER_IMAGE[record["method"]] * record["n_train"] * t.epochs
 

@@ -53,20 +53,18 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
         return accuracy(model, x_adv, y)
 
 
-def _lipschitz(model: nn.Module, x: torch.Tensor, eps: float, settings: DefenseEvaluation) -> tuple[float, float]:
-    """Mean test local Lipschitz constant: the book's ascent search and the authors' faithful one."""
-    ascent = local_lipschitz(model, x, eps, steps=settings.lipschitz_steps, step_size=eps / 5,
-                             restarts=settings.lipschitz_restarts)
-    faithful = local_lipschitz(model, x, eps, faithful=True, **FAITHFUL_LIPSCHITZ)
-    return float(np.mean(ascent)), float(np.mean(faithful))
+def ascent_lipschitz(model: nn.Module, x: torch.Tensor, eps: float, settings: DefenseEvaluation) -> float:
+    """Mean test local Lipschitz constant by the book's ascent search (``lipschitz_steps`` of eps/5)."""
+    return float(np.mean(local_lipschitz(model, x, eps, steps=settings.lipschitz_steps, step_size=eps / 5,
+                                         restarts=settings.lipschitz_restarts)))
 
 
-def evaluate(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-             eps: float, settings: DefenseEvaluation, *, seed: int = 0) -> dict[str, float]:
-    """One row of the paper's table (accuracies as fractions in [0, 1]) for ``model``.
+def accuracy_row(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 eps: float, settings: DefenseEvaluation, *, seed: int = 0) -> dict[str, float]:
+    """Clean and PGD accuracy on the training and test points and both gaps (Yang et al. 2020, §5.1).
 
-    ``train`` and ``test`` are ``(x, y)`` on the model's device; the attacked subsets are
-    their first points (the callers pass fixed random subsets).
+    PGD runs ``attack_steps`` of eps/5 from one random start on the first ``adv_train_size``
+    / ``adv_test_size`` points (the callers pass fixed random subsets).
     """
     (x_train, y_train), (x_test, y_test) = train, test
     n_test = settings.adv_test_size or len(x_test)
@@ -76,15 +74,30 @@ def evaluate(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: t
     row["adv_train_acc"] = robust_accuracy(model, x_train[:settings.adv_train_size],
                                            y_train[:settings.adv_train_size], eps, **pgd)
     row["adv_test_acc"] = robust_accuracy(model, x_test[:n_test], y_test[:n_test], eps, **pgd)
+    row["gap"] = row["train_acc"] - row["test_acc"]
+    row["adv_gap"] = row["adv_train_acc"] - row["adv_test_acc"]
+    return row
+
+
+def evaluate(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+             eps: float, settings: DefenseEvaluation, *, seed: int = 0) -> dict[str, float]:
+    """One row of the paper's table (accuracies as fractions in [0, 1]) for ``model``:
+    :func:`accuracy_row`, then AutoAttack and both local Lipschitz estimates on the test points.
+
+    ``train`` and ``test`` are ``(x, y)`` on the model's device.
+    """
+    x_test, y_test = test
+    row = accuracy_row(model, train, test, eps, settings, seed=seed)
     n_aa = settings.autoattack_size
-    row["pgd_autoattack_points_acc"] = robust_accuracy(model, x_test[:n_aa], y_test[:n_aa], eps, **pgd)
+    row["pgd_autoattack_points_acc"] = robust_accuracy(model, x_test[:n_aa], y_test[:n_aa], eps,
+                                                       steps=settings.attack_steps, restarts=1)
     row["autoattack_test_acc"] = autoattack_accuracy(
         model, x_test[:n_aa], y_test[:n_aa], eps, iterations=settings.autoattack_iterations,
         targets=settings.autoattack_targets, standard=settings.autoattack_standard, seed=seed)
-    row["test_lipschitz"], row["test_lipschitz_faithful"] = _lipschitz(
-        model, x_test[:settings.lipschitz_size], eps, settings)
-    row["gap"] = row["train_acc"] - row["test_acc"]
-    row["adv_gap"] = row["adv_train_acc"] - row["adv_test_acc"]
+    x_lip = x_test[:settings.lipschitz_size]
+    row["test_lipschitz"] = ascent_lipschitz(model, x_lip, eps, settings)
+    row["test_lipschitz_faithful"] = float(np.mean(local_lipschitz(model, x_lip, eps, faithful=True,
+                                                                   **FAITHFUL_LIPSCHITZ)))
     return row
 
 

@@ -43,7 +43,7 @@ from lib.profiles import (DefenseEvaluation, DefenseRun, TrainSettings, get_prof
                           resolve_device)
 from lib.robustness import defenses
 from lib.robustness.attacks import robust_accuracy
-from lib.robustness.lipschitz import local_lipschitz
+from lib.robustness.evaluation import accuracy_row, ascent_lipschitz
 from lib.robustness.models import DEFAULT_DROPOUT, build_model, parse_model
 from lib.robustness.objectives import objective_key
 from lib.robustness.training import accuracy, load_or_train
@@ -165,23 +165,10 @@ def _tensors(data: datasets.ImageData, index: np.ndarray, device: torch.device) 
 
 def measure(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
             eps: float, settings: DefenseEvaluation, *, seed: int = 0) -> dict[str, float]:
-    """The defenses table's row without AutoAttack (Yang et al. 2020, §5.1): accuracies, PGD, Lipschitz, gaps.
-
-    Clean accuracy on all of ``train`` and ``test``; PGD (``attack_steps`` of eps/5, one
-    random start) on their first ``adv_train_size`` / ``adv_test_size`` points; the book's
-    ascent estimate of the test local Lipschitz constant on the first ``lipschitz_size``.
-    """
-    (x_train, y_train), (x_test, y_test) = train, test
-    n_train, n_test = settings.adv_train_size, settings.adv_test_size or len(x_test)
-    torch.manual_seed(seed)
-    row = {"train_acc": accuracy(model, x_train, y_train), "test_acc": accuracy(model, x_test, y_test),
-           "adv_train_acc": robust_accuracy(model, x_train[:n_train], y_train[:n_train], eps,
-                                            steps=settings.attack_steps),
-           "adv_test_acc": robust_accuracy(model, x_test[:n_test], y_test[:n_test], eps, steps=settings.attack_steps)}
-    lipschitz = local_lipschitz(model, x_test[:settings.lipschitz_size], eps, steps=settings.lipschitz_steps,
-                                step_size=eps / 5, restarts=settings.lipschitz_restarts)
-    row["test_lipschitz"] = float(np.mean(lipschitz))
-    row["gap"], row["adv_gap"] = row["train_acc"] - row["test_acc"], row["adv_train_acc"] - row["adv_test_acc"]
+    """The defenses table's row without AutoAttack (Yang et al. 2020, §5.1): accuracies, PGD, gaps, and the
+    book's ascent estimate of the test local Lipschitz constant on the first ``lipschitz_size`` points."""
+    row = accuracy_row(model, train, test, eps, settings, seed=seed)
+    row["test_lipschitz"] = ascent_lipschitz(model, test[0][:settings.lipschitz_size], eps, settings)
     return row
 
 
@@ -486,10 +473,10 @@ def gpu_estimate(profile: str, tflops: float | None = None, *,
     for run in study_runs(profile):
         if reused_defense_job(run) is not None or (skip_published and published_path(run).exists()):
             continue
-        channels, size = (3, 32) if run.dataset in ("cifar10", "svhn") else (1, 28)
-        model = build_model(run.train.model, in_channels=channels, image_size=size, depth=run.train.depth,
+        shape = defenses.input_shape(run.dataset)
+        model = build_model(run.train.model, in_channels=shape[0], image_size=shape[-1], depth=run.train.depth,
                             width=run.train.width)
-        total += 6.0 * defenses.forward_macs(model, (channels, size, size)) * run_passes(run)
+        total += 6.0 * defenses.forward_macs(model, shape) * run_passes(run)
     tflops = defenses.gpu_throughput()[0] if tflops is None else tflops
     return {"pflop": total / 1e15, "seconds": total / (tflops * 1e12), "runs": len(study_runs(profile)),
             "tflops": tflops}
