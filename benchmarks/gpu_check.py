@@ -12,7 +12,8 @@ stored is copied to ``--out`` as soon as it ends, so a run cut short keeps what 
 3. the generalization chapter's ``gpu`` runs (``python -m lib.generalization run``);
 4. the separation engine on CUDA (``benchmarks/separation_benchmark.py --device cuda``);
 5. training throughput on CUDA (``benchmarks/training_benchmark.py``);
-6. the defenses chapter's ``gpu`` grid on MNIST, one job at a time, while time is left.
+6. the defenses chapter's ``gpu`` grid on MNIST, one job at a time, while time is left: first
+   the published records an objective fix superseded (GR, LLR), then the runs never made.
 
     .venv/bin/python benchmarks/gpu_check.py prepare          # here: fetch the wheels
     python3 benchmarks/gpu_check.py run --out "$OUT" --budget-s 540   # there
@@ -73,11 +74,14 @@ def environment(artifacts: Path) -> dict[str, str]:
 
 
 def defense_steps(limit_s: float) -> list[Step]:
-    """The defenses chapter's ``gpu`` grid on MNIST, one step per job (natural first)."""
+    """The defenses chapter's ``gpu`` grid on MNIST, one step per job not yet published with the
+    current objectives: first the published records that an objective fix superseded (GR and LLR
+    were trained with a fresh dropout mask per pass), then the runs never made, in grid order."""
     sys.path[:0] = environment(Path("/tmp"))["PYTHONPATH"].split(os.pathsep)
-    from lib.robustness.defenses import command, grid_jobs
+    from lib.robustness.defenses import command, grid_jobs, is_published, published_path
 
-    jobs = [job for job in grid_jobs("gpu") if job.dataset == "mnist"]
+    jobs = [job for job in grid_jobs("gpu") if job.dataset == "mnist" and not is_published(job)]
+    jobs.sort(key=lambda job: not published_path(job).exists())  # superseded first; stable otherwise
     return [Step(f"defenses {job.slug}", [sys.executable, *command(job, "cuda").split()[1:]], limit_s)
             for job in jobs]
 

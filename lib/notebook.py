@@ -36,3 +36,11 @@ def glue_values(values: Mapping[str, Any]) -> None:
 
     for key, value in values.items():
         glue(key, plain(value), display=False)
+
+
+def listed(names: list[str] | tuple[str, ...]) -> str:
+    """``"a, b and c"``: names as a sentence lists them (``"none"`` for no names)."""
+    names = list(names)
+    if not names:
+        return "none"
+    return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]

@@ -316,8 +316,10 @@ def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
         relative = source.relative_to(REPO_ROOT)
         if source not in plan:
             (site / relative).parent.mkdir(parents=True, exist_ok=True)
+            (site / relative.with_suffix(".ipynb")).unlink(missing_ok=True)  # it was a notebook once
             shutil.copy(source, site / relative)  # a fresh mtime: Sphinx sees the edit
             continue
+        (site / relative).unlink(missing_ok=True)  # a plain page that became a notebook: one file per page
         target = site / relative.with_suffix(".ipynb")
         if not force and is_up_to_date(source, target, plan[source]):
             print(f"[{profile}] {relative}: up to date", flush=True)

@@ -36,6 +36,13 @@ def test_plain_turns_numpy_and_torch_scalars_into_builtins():
     assert repr(plain(np.float64(0.7373))) == "0.7373"  # what {glue:text}`key:.4f` parses
 
 
+def test_listed_writes_names_as_a_sentence_lists_them():
+    from lib.notebook import listed
+
+    assert listed([]) == "none" and listed(["GR"]) == "GR"
+    assert listed(["GR", "LLR"]) == "GR and LLR" and listed(["a", "b", "c"]) == "a, b and c"
+
+
 def test_defaults_reads_the_signature_that_prose_quotes():
     from lib.robustness.attacks import pgd
 

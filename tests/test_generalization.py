@@ -85,16 +85,22 @@ def test_sample_size_runs_see_the_same_number_of_images():
     study = profiles.get_profile("ci").generalization.sample_size
     runs = gen.sample_size_runs("ci")
     assert {r.train.train_size * r.train.epochs for r in runs} == {study.images_seen}
-    largest = [r for r in runs if r.train.train_size == max(study.sizes)]
-    assert all(gen.reused_defense_job(r) is not None for r in largest)
+    defenses_size = profiles.get_profile("ci").defenses.datasets[0].train.train_size
+    same = [r for r in runs if r.train.train_size == defenses_size]
+    assert same and all(gen.reused_defense_job(r) is not None for r in same)  # trained as far as the defenses job
 
 
-def record(dataset: str, label: str, dropout: float, gap: float, adv_gap: float) -> dict:
-    return {"dataset": dataset, "label": label, "dropout": dropout, "gap": gap, "adv_gap": adv_gap,
-            "adv_test_acc": 0.5, "adv_train_acc": 0.5 + adv_gap}
+def record(dataset: str, label: str, dropout: float, gap: float, adv_gap: float, se: float = 0.01) -> dict:
+    """A study record with standard errors ``se`` on every measured key (counts on 1,000 points)."""
+    r = {"dataset": dataset, "label": label, "method": label, "dropout": dropout, "gap": gap, "adv_gap": adv_gap,
+         "adv_test_acc": 0.5, "adv_train_acc": 0.5 + adv_gap, "test_acc": 0.9, "test_lipschitz": 10.0}
+    return {**r, **{f"{k}_se": se for k in ("gap", "adv_gap", "adv_test_acc", "adv_train_acc", "test_acc",
+                                             "test_lipschitz")}}
 
 
-def test_dropout_pairs_match_dataset_and_method_and_count_narrower_gaps():
+def test_dropout_pairs_match_dataset_and_method_and_every_effect_is_decided_with_its_noise():
+    from lib.stats import Verdict
+
     records = [record("mnist", "at", 0.0, 0.10, 0.20), record("mnist", "at", 0.5, 0.05, 0.25),
                record("mnist", "trades", 0.0, 0.10, 0.20), record("mnist", "trades", 0.5, 0.02, 0.10),
                record("fashion_mnist", "at", 0.5, 0.0, 0.0)]  # no partner: left out
@@ -103,8 +109,16 @@ def test_dropout_pairs_match_dataset_and_method_and_count_narrower_gaps():
     heavier = gen.dropout_pairs([*records, record("mnist", "at", 0.8, 0.0, 0.0)])
     assert [(wo["dropout"], w["dropout"]) for wo, w in heavier if wo["label"] == "at"] == [(0.0, 0.5), (0.0, 0.8)]
     verdict = gen.dropout_verdict(pairs)
-    assert verdict["gap_narrower"] == 2 and verdict["adv_gap_narrower"] == 1
-    assert verdict["mean_gap_change"] == pytest.approx(-0.065)
+    # clean gap: -0.05 and -0.08 against 2 SE = 0.028: both narrower beyond the noise
+    assert verdict["gap"]["verdict"] is Verdict.HOLDS and verdict["gap"]["holds"] == 2
+    # adversarial gap: +0.05 (wider) and -0.10 (narrower): one pair contradicts
+    assert verdict["adv_gap"]["verdict"] is Verdict.CONTRADICTED and verdict["adv_gap"]["holds"] == 1
+    assert verdict["gap"]["mean_change"] == pytest.approx(-0.065)
+    assert verdict["test_lipschitz"]["verdict"] is Verdict.WITHIN_NOISE  # unchanged
+    assert {key for key, _, _ in gen.DROPOUT_EFFECTS} <= set(verdict)  # every part of §5.2's effect
+    small = gen.dropout_verdict(gen.dropout_pairs([record("mnist", "at", 0.0, 0.10, 0.20, se=0.03),
+                                                    record("mnist", "at", 0.5, 0.05, 0.15, se=0.03)]))
+    assert small["adv_gap"]["verdict"] is Verdict.WITHIN_NOISE  # 0.05 < 2 x sqrt(2) x 0.03
 
 
 def test_measure_on_a_linear_model():
@@ -118,6 +132,12 @@ def test_measure_on_a_linear_model():
     assert row["gap"] == pytest.approx(row["train_acc"] - row["test_acc"])
     assert row["adv_gap"] == pytest.approx(row["adv_train_acc"] - row["adv_test_acc"])
     assert row["test_lipschitz"] > 0
+    # every accuracy keeps its count and its binomial standard error; a gap the SE of a difference
+    assert row["adv_test_acc_n"] == 10 and row["train_acc_n"] == 20
+    p = row["adv_test_acc"]
+    assert row["adv_test_acc_se"] == pytest.approx((p * (1 - p) / 10) ** 0.5)
+    assert row["gap_se"] == pytest.approx((row["train_acc_se"] ** 2 + row["test_acc_se"] ** 2) ** 0.5)
+    assert row["test_lipschitz_n"] == 5 and row["test_lipschitz_se"] > 0
 
 
 # --------------------------------------------------------------------------- end to end, tiny
@@ -195,7 +215,18 @@ def test_a_published_run_is_not_run_again(tiny_profile, monkeypatch, tmp_path, c
     monkeypatch.setattr(gen, "REPO_ROOT", tmp_path)
     run = gen.sample_size_runs("tiny")[0]
     gen.published_path(run).parent.mkdir(parents=True)
-    gen.published_path(run).write_text("{}")
+    gen.published_path(run).write_text(json.dumps({"method": "natural", "objectives_revision": 2}))
     assert gen.main(["run", "--profile", "tiny", "--device", "cpu"]) == 0
     assert f"{run.slug}: published in results/, skipped" in capsys.readouterr().out
     assert len(gen.stored_records("tiny")["sample_size"]) == 1
+
+
+def test_a_superseded_published_run_is_run_again(tiny_profile, monkeypatch, tmp_path, capsys):
+    """A record made when the objectives drew a fresh dropout mask per pass (revision 1) is not kept."""
+    monkeypatch.setattr(gen, "REPO_ROOT", tmp_path)
+    run = next(r for r in gen.dropout_runs("tiny") if r.dropout > 0)
+    gen.published_path(run).parent.mkdir(parents=True)
+    gen.published_path(run).write_text(json.dumps({"method": "trades", "dropout": 0.5}))
+    assert not gen.is_published(run)
+    gen.published_path(run).write_text(json.dumps({"method": "trades", "dropout": 0.5, "objectives_revision": 2}))
+    assert gen.is_published(run)

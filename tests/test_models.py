@@ -36,13 +36,27 @@ def test_cnn001_parameter_count_from_its_layer_shapes():
     assert count_parameters(build_model("cnn001")) == expected
 
 
+def test_the_strided_cnn_has_the_described_layers_and_half_the_multiply_adds_of_small():
+    from lib.robustness.defenses import forward_macs
+
+    model = build_model("strided")
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == \
+        [(1, 16, (4, 4), (2, 2), (1, 1)), (16, 32, (4, 4), (2, 2), (1, 1))]
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in model)
+    assert [m.in_features for m in model if isinstance(m, torch.nn.Linear)] == [1568, 100]
+    ratio = forward_macs(model, (1, 28, 28)) / forward_macs(build_model("small"), (1, 28, 28))
+    assert 0.4 < ratio < 0.6
+    assert build_model("strided", in_channels=3, image_size=32)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_wrn_40_10_has_the_published_size():
     # Zagoruyko and Komodakis (2016) report 55.8M parameters for WRN-40-10 on CIFAR-10
     model = build_model("wrn", in_channels=3, image_size=32, depth=40, width=10)
     assert round(count_parameters(model) / 1e6, 1) == 55.8
 
 
-@pytest.mark.parametrize("name", ["cnn001", "cnn002", "small", "wrn"])
+@pytest.mark.parametrize("name", ["cnn001", "cnn002", "small", "strided", "wrn"])
 def test_dropout_is_a_setting_of_every_network(name):
     shape = (3, 32, 32) if name == "wrn" else (1, 28, 28)
     x = torch.rand(4, *shape)
@@ -54,7 +68,7 @@ def test_dropout_is_a_setting_of_every_network(name):
 
 
 def test_bad_model_names_and_shapes_are_refused():
-    with pytest.raises(ValueError, match="valid models: cnn001, cnn002, small, wrn, linear"):
+    with pytest.raises(ValueError, match="valid models: cnn001, cnn002, small, strided, wrn, linear"):
         build_model("resnet")
     with pytest.raises(ValueError, match="28x28"):
         build_model("cnn002", image_size=32)

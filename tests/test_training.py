@@ -14,8 +14,8 @@ from torch import nn
 
 import lib.robustness.training as training
 from lib import REPO_ROOT
-from lib.robustness.objectives import AT, GR, LLR, METHODS, RST, TRADES, Natural
-from lib.profiles import Optimizer, TrainSettings
+from lib.robustness.objectives import AT, GR, LLR, METHODS, RST, TRADES, AuthorsLLR, Natural
+from lib.profiles import Optimizer, Reduction, TrainSettings
 from lib.robustness.training import accuracy, load_or_train, predict, train
 
 SETTINGS = TrainSettings(model="small", train_size=None, epochs=3, batch_size=16, optimizer=Optimizer.SGD,
@@ -108,6 +108,44 @@ def test_measuring_after_each_epoch_does_not_change_the_training():
     assert len(history.metrics) == SETTINGS.epochs and history.metrics[0]["noise"] != history.metrics[1]["noise"]
 
 
+def test_the_monitor_runs_every_nth_epoch_and_after_the_last():
+    x, y = blobs()
+    settings = dataclasses.replace(SETTINGS, epochs=5)
+    history = train(fresh_model(), x, y, settings, monitor=lambda model, epoch: {"epoch": epoch + 1}, monitor_every=2)
+    assert [h["epoch"] for h in history.metrics] == [2, 4, 5]
+    with pytest.raises(ValueError, match="monitor_every"):
+        train(fresh_model(), x, y, settings, monitor_every=0)
+
+
+def test_a_summed_loss_takes_the_sgd_step_of_a_batch_size_times_larger_learning_rate():
+    """The authors sum the loss over the batch: SGD at lr on the sum = SGD at lr x batch size on the mean."""
+    x, y = blobs()
+    base = TrainSettings(model="linear", train_size=None, epochs=2, batch_size=16, optimizer=Optimizer.SGD,
+                         lr=1e-3, momentum=0.9)
+    summed = dataclasses.replace(base, loss_reduction=Reduction.SUM)
+    scaled = dataclasses.replace(base, lr=base.lr * base.batch_size)
+    assert summed.effective_lr == scaled.effective_lr == pytest.approx(0.016)
+    runs = []
+    for settings in (summed, scaled, base):
+        model = fresh_model()
+        train(model, x, y, settings, seed=0)
+        runs.append(weights(model))
+    for a, b in zip(runs[0], runs[1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert not same(runs[0], runs[2])
+
+
+def test_the_full_profile_trains_with_the_papers_effective_sgd_step():
+    """Yang et al. 2020, Appendix (and their code): SGD on a summed loss, lr 1e-4 (MNIST, batch 64), 1e-2 (WRN)."""
+    from lib.profiles import get_profile
+
+    paper_lr = {"mnist": 1e-4, "fashion_mnist": 1e-4, "cifar10": 1e-2, "svhn": 1e-2}
+    for entry in get_profile("full").defenses.datasets:
+        train_settings = entry.train
+        assert train_settings.optimizer is Optimizer.SGD
+        assert train_settings.effective_lr == pytest.approx(paper_lr[entry.dataset] * train_settings.batch_size)
+
+
 KILLED_RUN = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})
@@ -174,7 +212,7 @@ def changed(objective):
         yield field.name, dataclasses.replace(objective, **{field.name: new})
 
 
-DEFAULTS = [Natural(), GR(), LLR(steps=1), AT(steps=1), RST(steps=1), TRADES(steps=1)]
+DEFAULTS = [Natural(), GR(), LLR(steps=1), AuthorsLLR(steps=1), AT(steps=1), RST(steps=1), TRADES(steps=1)]
 
 
 @pytest.mark.parametrize("objective", DEFAULTS, ids=lambda o: o.method)

@@ -231,7 +231,7 @@ def parse_attack(attack: str | Attack) -> Attack:
         raise ValueError(f"unknown attack {attack!r}; valid attacks: {', '.join(a.value for a in Attack)}") from None
 
 
-def robust_accuracy(
+def robust_correct(
     model: nn.Module,
     X: torch.Tensor,
     y: torch.Tensor,
@@ -240,32 +240,38 @@ def robust_accuracy(
     attack: str | Attack = "pgd",
     batch_size: int = 256,
     **attack_options,
-) -> float:
-    """Fraction of ``(X, y)`` classified correctly both clean and after ``attack`` at radius ``eps``.
+) -> torch.Tensor:
+    """Per point (bool, on the CPU): classified correctly both clean and after ``attack`` at radius ``eps``.
 
     A point counts only if the model is right on it *and* the attack finds no adversarial
     example in its ball (robust accuracy, or astuteness, Yang et al. 2020 §2): a point the
     model gets wrong is an error at every radius, even when the attack's random start lands
     somewhere the model happens to be right. Runs in batches on the model's device; ``attack_options`` go to the attack
-    (``steps``, ``step_size``, ``restarts``). With ``eps = 0`` this is clean accuracy.
-
-    Example:
-        >>> robust_accuracy(model, x_test, y_test, 0.1, steps=20, restarts=2)  # doctest: +SKIP
+    (``steps``, ``step_size``, ``restarts``). With ``eps = 0`` this is clean correctness.
     """
     run = ATTACKS[parse_attack(attack)]
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} examples but y has {len(y)} labels")
     if len(X) == 0:
-        raise ValueError("robust_accuracy needs at least one example")
+        raise ValueError("robust accuracy needs at least one example")
     device = model_device(model)
-    correct = 0
+    right = []
     for start in progress(range(0, len(X), batch_size), desc=f"{parse_attack(attack).value} eps={eps:g}"):
         xb, yb = X[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
         x_adv = run(model, xb, yb, eps, **attack_options)
         with torch.no_grad(), eval_mode(model):
-            right = (model(xb).argmax(dim=1) == yb) & (model(x_adv).argmax(dim=1) == yb)
-        correct += int(right.sum())
-    return correct / len(X)
+            right.append(((model(xb).argmax(dim=1) == yb) & (model(x_adv).argmax(dim=1) == yb)).cpu())
+    return torch.cat(right)
+
+
+def robust_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, eps: float, **options) -> float:
+    """Fraction of ``(X, y)`` classified correctly both clean and after the attack (:func:`robust_correct`).
+
+    Example:
+        >>> robust_accuracy(model, x_test, y_test, 0.1, steps=20, restarts=2)  # doctest: +SKIP
+    """
+    right = robust_correct(model, X, y, eps, **options)
+    return int(right.sum()) / len(right)
 
 
 def robust_accuracy_curve(model: nn.Module, X: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float],

@@ -2,14 +2,17 @@
 
 Each job trains one network with one objective of :mod:`lib.robustness.objectives` (or loads it, or
 resumes its checkpoint), measures it with :func:`lib.robustness.evaluation.evaluate`, and stores one
-JSON record under ``<artifacts>/defenses/<profile>/<dataset>/``. The chapter and the
-command line read the same records, so a grid can be spread over machines:
+JSON record under ``<artifacts>/defenses/<profile>/<dataset>/``. A job carries its resolved
+training and evaluation settings from the start; the record stores them, and a job whose
+settings differ from its profile's gets a file name of its own. The chapter and the command
+line read the same records, so a grid can be spread over machines:
 
     python -m lib.defenses train --dataset mnist --method trades --set beta=3 --profile ci --device auto
+    python -m lib.defenses train --dataset mnist --method at --train epochs=60 --eval adv_test_size=1000
     python -m lib.defenses table --dataset mnist --profile ci
     python -m lib.defenses grid --profile gpu [--print-only]
 
-Bad input (unknown method, parameter, dataset or profile, eps <= 0, negative beta) is
+Bad input (unknown method, parameter, setting, dataset or profile, eps <= 0, negative beta) is
 refused before any data is read, with the valid values.
 """
 
@@ -17,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +34,15 @@ import torch
 from torch import nn
 
 from lib import REPO_ROOT, datasets
-from lib.artifacts import array_digest, artifact_root, load_or_compute
-from lib.robustness.evaluation import epoch_monitor, evaluate
-from lib.robustness.models import build_model
-from lib.robustness.objectives import METHODS, ROBUST_METHODS, Objective, make_objective, objective_key
-from lib.profiles import DefenseDataset, DefenseRun, Profile, get_profile, resolve_device
+from lib.artifacts import _plain, array_digest, artifact_root, load_or_compute
+from lib.profiles import (DefenseDataset, DefenseEvaluation, DefenseRun, TrainSettings, check_evaluation,
+                          check_train_settings, get_profile, resolve_device, with_overrides)
+from lib.robustness.evaluation import count_of, epoch_monitor, evaluate
+from lib.robustness.models import DEFAULT_DROPOUT, build_model, parse_model
+from lib.robustness.objectives import (DISPLAY_NAMES, METHODS, OBJECTIVES_REVISION, PARAMETER_SYMBOLS, REVISION_SENSITIVE,
+                                       ROBUST_METHODS, Objective, make_objective, objective_key)
 from lib.robustness.training import load_or_train
+from lib.stats import Verdict, combine, compare, compare_counts, tally
 
 EPS: dict[str, float] = {**{name.value: eps for name, eps in datasets.PAPER_EPS.items()}, "fashion_mnist": 0.1}
 """Attack radius per dataset (L-infinity, [0, 1] scale): the paper's; Fashion-MNIST takes MNIST's."""
@@ -43,7 +51,7 @@ RESULT_KEYS = ("method", "params", "dataset", "eps", "train_acc", "test_acc", "a
                "autoattack_test_acc", "test_lipschitz", "gap", "adv_gap", "seconds", "device")
 
 # The paper's CIFAR-10 table (WRN-40-10, eps = 0.031, TRADES beta = 3), in %:
-# train acc, test acc, adv test acc, test Lipschitz, gap, adv gap.
+# train acc, test acc, adv test acc, test Lipschitz (the authors' estimator, Lip*), gap, adv gap.
 PAPER_CIFAR10: dict[str, tuple[float, float, float, float, float, float]] = {
     "natural": (100.00, 93.81, 0.00, 425.71, 6.19, 0.00),
     "gr": (94.90, 80.74, 21.32, 28.53, 14.16, 3.94),
@@ -60,13 +68,16 @@ class TrainingPaused(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    """One independent run: its own checkpoint, artifact and result file."""
+    """One independent run with its resolved settings: its own checkpoint, artifact and result file."""
 
     dataset: str
     run: DefenseRun
     profile: str
+    train: TrainSettings
+    evaluation: DefenseEvaluation
     seed: int = 0
     eps: float | None = None  # None: the dataset's (EPS)
+    custom: bool = False  # settings changed from the profile's (--train / --eval): the file name says so
 
     @property
     def radius(self) -> float:
@@ -76,14 +87,27 @@ class Job:
         return make_objective(self.run.method, self.radius, **dict(self.run.params))
 
     @property
-    def slug(self) -> str:
+    def settings_digest(self) -> str:
+        """Eight hex digits of the training and evaluation settings."""
+        text = json.dumps(_plain({"train": self.train, "evaluation": self.evaluation}), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @property
+    def base_slug(self) -> str:
+        """``trades-beta3-seed0``: method, parameters, eps (when not the dataset's) and seed."""
         params = "-".join(f"{k}{v:g}" for k, v in self.run.params)
         eps = "" if self.eps is None else f"-eps{self.eps:g}"
         return f"{self.run.method}{'-' + params if params else ''}{eps}-seed{self.seed}"
 
+    @property
+    def slug(self) -> str:
+        """:attr:`base_slug`, and the settings' digest when they are not the profile's."""
+        return self.base_slug + (f"-settings{self.settings_digest}" if self.custom else "")
 
-def dataset_settings(profile: Profile, dataset: str) -> DefenseDataset:
+
+def dataset_settings(profile_name: str, dataset: str) -> DefenseDataset:
     """The profile's settings for ``dataset``; a ValueError lists the datasets it compares."""
+    profile = get_profile(profile_name)
     for entry in profile.defenses.datasets:
         if entry.dataset == dataset:
             return entry
@@ -106,15 +130,31 @@ def parse_params(pairs: list[str]) -> tuple[tuple[str, float], ...]:
 
 
 def make_job(dataset: str, method: str, params: tuple[tuple[str, float], ...], profile: str, *,
-             seed: int = 0, eps: float | None = None) -> Job:
-    """A validated job: profile, dataset, method, parameters, eps and seed are checked, no data read."""
-    settings = get_profile(profile)
-    dataset_settings(settings, dataset)
+             seed: int = 0, eps: float | None = None, train: Sequence[str] = (), evaluation: Sequence[str] = (),
+             train_settings: TrainSettings | None = None,
+             evaluation_settings: DefenseEvaluation | None = None) -> Job:
+    """A validated job with its settings resolved: the profile's for ``dataset`` and ``method`` (or
+    ``train_settings`` / ``evaluation_settings``), then the ``NAME=VALUE`` overrides of ``train`` and
+    ``evaluation``. Profile, dataset, method, parameters, settings, eps and seed are checked; no data is read."""
     if eps is not None and not eps > 0:
         raise ValueError(f"eps must be a number > 0, got {eps!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    job = Job(dataset, DefenseRun(method, params), profile, seed, eps)
+    if train_settings is None:
+        entry: DefenseDataset | None = dataset_settings(profile, dataset)  # refuses a dataset the profile lacks
+    else:  # a study's own settings: the dataset need not be in the comparison
+        if dataset not in {d.value for d in datasets.DatasetName}:
+            raise ValueError(f"unknown dataset {dataset!r}; valid datasets: "
+                             f"{', '.join(d.value for d in datasets.DatasetName)}")
+        entry = next((d for d in get_profile(profile).defenses.datasets if d.dataset == dataset), None)
+    default_train = entry.train_for(method) if entry else train_settings
+    default_evaluation = get_profile(profile).defenses.evaluation
+    base = default_train if train_settings is None else train_settings
+    base_evaluation = default_evaluation if evaluation_settings is None else evaluation_settings
+    resolved_train = check_train_settings(with_overrides(base, train, "train"))
+    resolved_evaluation = check_evaluation(with_overrides(base_evaluation, evaluation, "eval"))
+    custom = (resolved_train, resolved_evaluation) != (default_train, default_evaluation)
+    job = Job(dataset, DefenseRun(method, params), profile, resolved_train, resolved_evaluation, seed, eps, custom)
     job.objective()  # raises on an unknown method or parameter, or a negative value
     return job
 
@@ -122,7 +162,22 @@ def make_job(dataset: str, method: str, params: tuple[tuple[str, float], ...], p
 def grid_jobs(profile: str, seed: int = 0) -> list[Job]:
     """Every (dataset, run) of the profile, in order."""
     settings = get_profile(profile)
-    return [Job(d.dataset, run, profile, seed) for d in settings.defenses.datasets for run in settings.defenses.runs]
+    return [make_job(d.dataset, run.method, run.params, profile, seed=seed)
+            for d in settings.defenses.datasets for run in settings.defenses.runs]
+
+
+def _override_arguments(job: Job) -> str:
+    """``--train``/``--eval`` arguments that turn the profile's settings into the job's."""
+    entry, evaluation = dataset_settings(job.profile, job.dataset), get_profile(job.profile).defenses.evaluation
+    parts = []
+    for flag, mine, default in (("train", job.train, entry.train_for(job.run.method)),
+                                ("eval", job.evaluation, evaluation)):
+        for field in dataclasses.fields(mine):
+            value = getattr(mine, field.name)
+            if value != getattr(default, field.name):
+                text = ",".join(map(str, value)) if isinstance(value, tuple) else getattr(value, "value", value)
+                parts.append(f" --{flag} {field.name}={text}")
+    return "".join(parts)
 
 
 def command(job: Job, device: str = "auto") -> str:
@@ -130,60 +185,83 @@ def command(job: Job, device: str = "auto") -> str:
     sets = "".join(f" --set {k}={v:g}" for k, v in job.run.params)
     eps = "" if job.eps is None else f" --eps {job.eps:g}"
     return (f"python -m lib.defenses train --dataset {job.dataset} --method {job.run.method}{sets}"
-            f" --profile {job.profile} --device {device} --seed {job.seed}{eps}")
+            f" --profile {job.profile} --device {device} --seed {job.seed}{eps}{_override_arguments(job)}")
 
 
 def result_path(job: Job) -> Path:
     return artifact_root() / "defenses" / job.profile / job.dataset / f"{job.slug}.json"
 
 
-def _split(dataset: str, split: str, size: int | None, seed: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    return datasets.load(dataset, split).subset(size, seed=seed).tensors(device)
+def load_data(job: Job) -> tuple[datasets.ImageData, datasets.ImageData]:
+    """The job's training subset (drawn with its seed) and the whole test split, each read once."""
+    if not datasets.available(job.dataset):
+        raise datasets.DataUnavailableError(f"{job.dataset}: its files are not on this machine (see README, Data)")
+    train = datasets.load(job.dataset, "train").subset(job.train.train_size, seed=job.seed)
+    return train, datasets.load(job.dataset, "test")
 
 
-def _train_and_evaluate(job: Job, device: torch.device, max_minutes: float | None) -> dict[str, Any]:
-    """Train (or load, or resume) the job's network and measure it; what its result artifact holds."""
-    profile = get_profile(job.profile)
-    train_settings, evaluation = dataset_settings(profile, job.dataset).train, profile.defenses.evaluation
-    train = _split(job.dataset, "train", train_settings.train_size, job.seed, device)
-    test = datasets.load(job.dataset, "test").tensors(device)
-    n = evaluation.monitor_size
-    monitor = epoch_monitor((train[0][:n], train[1][:n]), (test[0][:n], test[1][:n]), job.radius,
-                            evaluation.attack_steps)
-    started = time.perf_counter()
-    budget = None if max_minutes is None else started + 60 * max_minutes
+def pause_after(epochs: int, deadline: float | None, name: str) -> Callable[[int], None]:
+    """An ``after_epoch`` hook that stops training (resumably) once ``deadline`` (perf_counter) has passed."""
 
     def after_epoch(epoch: int) -> None:
-        if budget is not None and time.perf_counter() > budget and epoch + 1 < train_settings.epochs:
-            raise TrainingPaused(f"paused after epoch {epoch + 1} of {train_settings.epochs}; "
+        if deadline is not None and time.perf_counter() > deadline and epoch + 1 < epochs:
+            raise TrainingPaused(f"{name}: paused after epoch {epoch + 1} of {epochs}; "
                                  "run the same command again to resume")
 
+    return after_epoch
+
+
+def train_and_evaluate(job: Job, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                       device: torch.device, deadline: float | None = None) -> dict[str, Any]:
+    """Train (or load, or resume) the job's network on ``train`` and measure it; what its result artifact holds."""
+    e = job.evaluation
+    n = e.monitor_size
+    monitor = epoch_monitor((train[0][:n], train[1][:n]), (test[0][:n], test[1][:n]), job.radius,
+                            e.attack_steps) if n else None
+    started = time.perf_counter()
     model, history = load_or_train(
-        f"defense-{job.dataset}-{job.slug}-{job.profile}", train_settings, *train, seed=job.seed, device=device,
-        objective=job.objective(), monitor=monitor, after_epoch=after_epoch,
-        monitor_config={"points": n, "eps": job.radius, "steps": evaluation.attack_steps})
+        f"defense-{job.dataset}-{job.slug}-{job.profile}", job.train, *train, seed=job.seed, device=device,
+        objective=job.objective(), monitor=monitor, monitor_every=e.monitor_every,
+        after_epoch=pause_after(job.train.epochs, deadline, job.slug),
+        monitor_config={"points": n, "eps": job.radius, "steps": e.attack_steps})
     trained = time.perf_counter()
-    row = evaluate(model, train, test, job.radius, evaluation, seed=job.seed)
+    row = evaluate(model, train, test, job.radius, e, seed=job.seed)
     return {**row, "history": history.metrics, "loss": history.loss, "train_seconds": trained - started,
             "eval_seconds": time.perf_counter() - trained, "n_train": len(train[0])}
 
 
+def job_result(job: Job, device: str = "auto", *, deadline: float | None = None) -> dict[str, Any]:
+    """The job's measurements, computed or read from its artifact (keyed on the whole job and the test data).
+
+    Everything the run needs is resolved here once: the device, the objective, the data.
+    """
+    resolved = resolve_device(device)
+    train_data, test_data = load_data(job)
+    objective = objective_key(job.objective())
+    config = {"job": job, "objective": objective, "data": array_digest(test_data.images)}
+
+    def compute() -> dict[str, Any]:
+        tensors = train_data.tensors(resolved), test_data.tensors(resolved)
+        return {**train_and_evaluate(job, *tensors, resolved, deadline), "device": resolved.type}
+
+    return load_or_compute(f"defense-result-{job.dataset}-{job.slug}-{job.profile}", config, compute, seed=job.seed)
+
+
+def job_record(job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON record of a job: what ran (method, parameters, settings, revision) and what it measured."""
+    rate = job.train.dropout
+    return {"method": job.run.method, "params": objective_key(job.objective())["params"],
+            "dataset": job.dataset, "eps": job.radius, "profile": job.profile, "seed": job.seed,
+            "model": job.train.model, "dropout": DEFAULT_DROPOUT[parse_model(job.train.model)] if rate is None else rate,
+            "train_settings": _plain(job.train), "evaluation_settings": _plain(job.evaluation),
+            "objectives_revision": OBJECTIVES_REVISION, **result,
+            "seconds": result["train_seconds"] + result["eval_seconds"]}
+
+
 def run_job(job: Job, device: str = "auto", *, max_minutes: float | None = None) -> dict[str, Any]:
     """Train, evaluate and store one job (reusing whatever is stored); its JSON record."""
-    resolved = resolve_device(device)
-    if not datasets.available(job.dataset):
-        raise datasets.DataUnavailableError(f"{job.dataset}: its files are not on this machine (see README, Data)")
-    profile = get_profile(job.profile)
-    config = {"job": job, "objective": objective_key(job.objective()), "evaluation": profile.defenses.evaluation,
-              "train": dataset_settings(profile, job.dataset).train,
-              "data": array_digest(datasets.load(job.dataset, "test").images)}
-    result = load_or_compute(f"defense-result-{job.dataset}-{job.slug}-{job.profile}", config,
-                             lambda: {**_train_and_evaluate(job, resolved, max_minutes), "device": resolved.type},
-                             seed=job.seed)
-    record = {"method": job.run.method, "params": objective_key(job.objective())["params"],
-              "dataset": job.dataset, "eps": job.radius, "profile": job.profile, "seed": job.seed,
-              "model": dataset_settings(profile, job.dataset).train.model, **result,
-              "seconds": result["train_seconds"] + result["eval_seconds"]}
+    deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
+    record = job_record(job, job_result(job, device, deadline=deadline))
     path = result_path(job)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
@@ -198,50 +276,218 @@ def stored_results(profile: str, dataset: str) -> list[dict[str, Any]]:
 def in_grid_order(folder: Path, profile: str, dataset: str) -> list[dict[str, Any]]:
     """The JSON records in ``folder``, in the order of the profile's runs (unknown runs last)."""
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    order = {job.slug: i for i, job in enumerate(grid_jobs(profile))}
-    return sorted(records, key=lambda r: order.get(Job(dataset, _run_of(r), profile, r["seed"]).slug, len(order)))
+    order = {label({"method": job.run.method, "eps": job.radius, "params": objective_key(job.objective())["params"]}): i
+             for i, job in enumerate(grid_jobs(profile)) if job.dataset == dataset}
+    return sorted(records, key=lambda r: order.get(label(r), len(order)))
 
 
 def _run_of(record: dict[str, Any]) -> DefenseRun:
     defaults = dataclasses.asdict(make_objective(record["method"], record["eps"]))
-    changed = tuple((k, float(v)) for k, v in record["params"].items() if v != defaults[k] and k != "eps")
+    changed = tuple((k, float(v)) for k, v in record["params"].items()
+                    if k in defaults and v != defaults[k] and k != "eps")  # older records may hold retired fields
     return DefenseRun(record["method"], changed)
 
 
 def label(record: dict[str, Any]) -> str:
-    """``trades (beta=3)``: the method with the parameters its grid sets."""
+    """``trades (beta=3)``: the method with the parameters its grid sets (command-line spelling)."""
     params = ", ".join(f"{k}={v:g}" for k, v in _run_of(record).params)
     return f"{record['method']}{f' ({params})' if params else ''}"
 
 
+def display_name(record: dict[str, Any]) -> str:
+    """``TRADES (β = 3)``: how tables and figures name a record's method."""
+    params = ", ".join(f"{PARAMETER_SYMBOLS.get(k, k)} = {v:g}" for k, v in _run_of(record).params)
+    return f"{DISPLAY_NAMES[record['method']]}{f' ({params})' if params else ''}"
+
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "svhn": "SVHN"}
+
+
+def dataset_name(dataset: str) -> str:
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def is_superseded(record: dict[str, Any]) -> bool:
+    """A record made before the objectives' revision 2 whose loss compared two passes of a network with dropout."""
+    return record.get("objectives_revision", 1) < OBJECTIVES_REVISION and record["method"] in REVISION_SENSITIVE \
+        and record.get("dropout", DEFAULT_DROPOUT[parse_model(record.get("model", "cnn002"))]) > 0
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def with_se(record: dict[str, Any], key: str, scale: float = 100.0, digits: int = 1) -> str:
+    """``"98.2 ± 0.6"``: a measured value with its standard error (``-`` where it was not measured)."""
+    if record.get(key) is None:
+        return "–"
+    se = record.get(f"{key}_se")
+    value = f"{scale * record[key]:.{digits}f}"
+    return value if se is None else f"{value} ± {scale * se:.{digits}f}"
+
+
+TABLE_COLUMNS: tuple[tuple[str, str, float], ...] = (
+    ("train_acc", "train", 100.0), ("test_acc", "test", 100.0), ("adv_train_acc", "adv. train", 100.0),
+    ("adv_test_acc", "adv. test", 100.0), ("autoattack_test_acc", "AutoAttack", 100.0),
+    ("test_lipschitz", "Lip", 1.0), ("test_lipschitz_faithful", "Lip*", 1.0), ("gap", "gap", 100.0),
+    ("adv_gap", "adv. gap", 100.0))
+"""The paper's table's columns (key, heading, scale): accuracies and gaps in %, Lip the book's
+ascent estimate, Lip* the authors' estimator (the paper's column)."""
+
+
+def markdown_table(records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, float]] = TABLE_COLUMNS,
+                   first: tuple[str, Callable[[dict[str, Any]], str]] = ("method", display_name)) -> str:
+    """A Markdown table, one row per record, every measured cell with its standard error."""
+    heading, name = first
+    lines = ["| " + " | ".join([heading, *(title for _, title, _ in columns)]) + " |",
+             "|" + "---|" + "---:|" * len(columns)]
+    for r in records:
+        lines.append("| " + " | ".join([name(r), *(with_se(r, key, scale) for key, _, scale in columns)]) + " |")
+    return "\n".join(lines)
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
-    """The paper's table layout (accuracies in %), one line per record."""
+    """The paper's table layout as plain text (accuracies in %), one line per record (the command line's table)."""
     head = f"{'method':<18}{'train':>7}{'test':>7}{'adv tr':>8}{'adv te':>8}{'AA te':>7}{'Lip':>8}{'Lip*':>8}" \
            f"{'gap':>7}{'adv gap':>8}"
     lines = [head]
     for r in records:
+        aa = r.get("autoattack_test_acc")
         lines.append(f"{label(r):<18}{100 * r['train_acc']:7.2f}{100 * r['test_acc']:7.2f}"
                      f"{100 * r['adv_train_acc']:8.2f}{100 * r['adv_test_acc']:8.2f}"
-                     f"{100 * r['autoattack_test_acc']:7.2f}{r['test_lipschitz']:8.2f}"
-                     f"{r['test_lipschitz_faithful']:8.2f}{100 * r['gap']:7.2f}{100 * r['adv_gap']:8.2f}")
+                     f"{'' if aa is None else f'{100 * aa:7.2f}':>7}{r['test_lipschitz']:8.2f}"
+                     f"{r.get('test_lipschitz_faithful', float('nan')):8.2f}{100 * r['gap']:7.2f}"
+                     f"{100 * r['adv_gap']:8.2f}")
     return "\n".join(lines)
 
 
-def claims(records: list[dict[str, Any]]) -> dict[str, bool]:
-    """The paper's claims (§5.1), decided from the numbers; robust = AT, RST, TRADES."""
+# --------------------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper about the defenses table: a metric, its direction, and whom it compares."""
+
+    key: str
+    metric: str  # record key
+    robust_larger: bool  # True: robust methods should have the larger value
+    against: tuple[str, ...]  # methods the robust ones are compared with
+    statement: str
+    short: str  # the claim in a table's row: "higher adversarial test accuracy"
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("adv_acc", "adv_test_acc", True, ("natural", "gr", "llr", "llr_authors"),
+          "robust methods (AT, RST, TRADES) have a higher adversarial test accuracy",
+          "higher adversarial test accuracy"),
+    Claim("lipschitz", "test_lipschitz", False, ("natural", "gr", "llr", "llr_authors"),
+          "robust methods have a lower test local Lipschitz constant", "lower test Lipschitz constant"),
+    Claim("adv_gap", "adv_gap", True, ("natural", "gr", "llr", "llr_authors"),
+          "robust methods have a larger adversarial gap (adversarial train minus test accuracy)",
+          "larger adversarial gap"),
+    Claim("gap", "gap", True, ("natural",), "robust methods have a larger clean gap (train minus test accuracy)",
+          "larger clean gap"),
+    Claim("clean_cost", "test_acc", False, ("natural",),
+          "robust methods have a lower clean test accuracy (the trade-off the paper asks about)",
+          "lower clean test accuracy"),
+)
+"""The paper's claims of §5.1, each decided against every method it compares robust ones with."""
+
+ACCURACY_KEYS = ("train_acc", "test_acc", "adv_train_acc", "adv_test_acc", "autoattack_test_acc",
+                 "pgd_autoattack_points_acc")
+
+
+def pair_verdict(robust: dict[str, Any], other: dict[str, Any], metric: str, robust_larger: bool) -> Verdict:
+    """Whether ``robust``'s ``metric`` is larger (``robust_larger``) or smaller than ``other``'s beyond two
+    standard errors of the difference; accuracies are compared as counts of points."""
+    if f"{metric}_se" not in robust or f"{metric}_se" not in other:
+        return Verdict.NO_NOISE_RECORDED
+    if metric in ACCURACY_KEYS and f"{metric}_n" in robust and f"{metric}_n" in other:
+        return compare_counts(count_of(robust, metric), count_of(other, metric), larger=robust_larger)
+    return compare(robust[metric], robust[f"{metric}_se"], other[metric], other[f"{metric}_se"], larger=robust_larger)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A claim against one method: the combined verdict and each robust method's pair verdict."""
+
+    claim: Claim
+    against: str
+    verdict: Verdict
+    pairs: tuple[tuple[str, Verdict], ...]  # (robust method's display name, verdict)
+
+
+def claims(records: Sequence[dict[str, Any]]) -> list[ClaimResult]:
+    """Every claim of :data:`CLAIMS` against every compared method present in ``records`` (§5.1)."""
     robust = [r for r in records if r["method"] in ROBUST_METHODS]
-    other = [r for r in records if r["method"] not in ROBUST_METHODS]
-    if not robust or not other:
+    if not robust or len(robust) == len(records):
         raise ValueError("the claims compare robust (at, rst, trades) with other methods: both are needed")
+    results = []
+    for claim in CLAIMS:
+        for method in claim.against:
+            others = [r for r in records if r["method"] == method]
+            if not others:
+                continue
+            pairs = tuple((display_name(a), pair_verdict(a, b, claim.metric, claim.robust_larger))
+                          for a in robust for b in others)
+            results.append(ClaimResult(claim, method, combine(v for _, v in pairs), pairs))
+    return results
 
-    def every(key: str, sign: float) -> bool:
-        return all(sign * (a[key] - b[key]) > 0 for a in robust for b in other)
 
-    natural = [r for r in other if r["method"] == "natural"]
-    return {"robust_more_adv_acc": every("adv_test_acc", 1),
-            "robust_lower_lipschitz": every("test_lipschitz", -1),
-            "robust_larger_adv_gap": every("adv_gap", 1),
-            "robust_larger_gap_than_natural": all(a["gap"] > n["gap"] for a in robust for n in natural)}
+def pgd_flatters(record: dict[str, Any]) -> Verdict:
+    """Whether PGD's accuracy on the AutoAttack points exceeds AutoAttack's beyond two standard errors.
+
+    Both attacks ran on the same points; treating the two accuracies as independent makes
+    the bar conservative (a paired test would call smaller differences).
+    """
+    return compare_counts(count_of(record, "pgd_autoattack_points_acc"), count_of(record, "autoattack_test_acc"))
+
+
+def claims_markdown(results: Sequence[ClaimResult]) -> str:
+    """The claims as a Markdown table: one row per claim, one column per compared method; each cell the
+    verdict and how many of the robust methods' pairs hold ("–" where the claim does not compare)."""
+    methods = [m for m in ("natural", "gr", "llr", "llr_authors") if any(r.against == m for r in results)]
+    lines = ["| robust methods have a | " + " | ".join(f"than {DISPLAY_NAMES[m]}" for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for claim in CLAIMS:
+        cells = []
+        for method in methods:
+            found = [r for r in results if r.claim is claim and r.against == method]
+            if not found:
+                cells.append("–")
+                continue
+            holds = sum(v is Verdict.HOLDS for _, v in found[0].pairs)
+            cells.append(f"**{found[0].verdict.value}** ({holds}/{len(found[0].pairs)} hold)")
+        lines.append(f"| {claim.short} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def claim_lines(results: Sequence[ClaimResult], dataset: str) -> str:
+    """Markdown bullets, one per claim and compared method: the verdict and how the pairs fell."""
+    lines = []
+    for result in results:
+        verdict = f"**{result.verdict.value}**"
+        lines.append(f"- {dataset_name(dataset)}, {result.claim.statement} than "
+                     f"{DISPLAY_NAMES[result.against]}: {verdict} ({tally([v for _, v in result.pairs])}).")
+    return "\n".join(lines)
+
+
+def paper_table_markdown() -> str:
+    """The paper's CIFAR-10 table (WRN-40-10, eps = 0.031, TRADES beta = 3) as a Markdown table, in %."""
+    lines = ["| method | train | test | adv. test | Lip* | gap | adv. gap |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for method, row in PAPER_CIFAR10.items():
+        lines.append(f"| {DISPLAY_NAMES[method]} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    return "\n".join(lines)
+
+
+def paper_lessons() -> dict[str, float]:
+    """What the paper's CIFAR-10 table already says (§5.1): GR is as smooth as AT by the authors'
+    estimator at about half its robustness, and the robust methods lose about half their
+    adversarial accuracy between the training and the test set."""
+    gr, at = PAPER_CIFAR10["gr"], PAPER_CIFAR10["at"]
+    lost = {m: PAPER_CIFAR10[m][5] / (PAPER_CIFAR10[m][2] + PAPER_CIFAR10[m][5]) for m in ROBUST_METHODS}
+    return {"gr_lip": gr[3], "at_lip": at[3], "gr_adv": gr[2], "at_adv": at[2], "gr_over_at_adv": gr[2] / at[2],
+            "lost_min": min(lost.values()), "lost_max": max(lost.values()),
+            **{f"{m}_adv_train": PAPER_CIFAR10[m][2] + PAPER_CIFAR10[m][5] for m in ROBUST_METHODS}}
 
 
 def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -262,41 +508,20 @@ def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
-PASSES_PER_IMAGE = {"natural": 1, "gr": 3, "llr": 7, "at": 11, "rst": 12, "trades": 12}
+PASSES_PER_IMAGE = {"natural": 1, "gr": 3, "llr": 7, "llr_authors": 4, "at": 11, "rst": 12, "trades": 12}
 """Forward-backward passes per training image: inner attack steps plus the outer loss (GR: two
-forwards and an input gradient; LLR: double backpropagation and 2 inner steps)."""
+forwards and an input gradient; LLR: double backpropagation and 2 inner steps; the authors' LLR:
+2 search steps and two outer passes)."""
 
 
 def training_flops(profile: str, dataset: str, input_shape: tuple[int, ...], train_size: int) -> float:
     """FLOPs of training every run of the profile on ``dataset`` (a pass = 3 x forward, 2 FLOPs per MAC)."""
-    entry = dataset_settings(get_profile(profile), dataset)
+    entry = dataset_settings(profile, dataset)
     t = entry.train
     model = build_model(t.model, in_channels=input_shape[0], image_size=input_shape[-1], depth=t.depth, width=t.width)
     passes = sum(PASSES_PER_IMAGE[run.method] for run in get_profile(profile).defenses.runs)
     images = (t.train_size or train_size) * t.epochs
     return 6.0 * forward_macs(model, input_shape) * passes * images
-
-
-CLAIMS: dict[str, tuple[str, str]] = {
-    "robust_more_adv_acc": ("every robust method (AT, RST, TRADES) has a higher adversarial test accuracy than "
-                            "every other method", "adversarial test accuracy"),
-    "robust_lower_lipschitz": ("every robust method has a lower test local Lipschitz constant than every other "
-                               "method", "test local Lipschitz constant"),
-    "robust_larger_adv_gap": ("every robust method has a larger adversarial gap (adversarial train minus test "
-                              "accuracy) than every other method", "adversarial gap"),
-    "robust_larger_gap_than_natural": ("every robust method has a larger clean gap than natural training",
-                                       "clean gap"),
-}
-"""The paper's claims of §5.1, each as the sentence a table either supports or does not."""
-
-
-def claim_sentences(verdict: dict[str, bool], dataset: str) -> str:
-    """Markdown bullets: each claim with whether this run's table supports it."""
-    lines = []
-    for key, (claim, column) in CLAIMS.items():
-        status = "**holds**" if verdict[key] else f"**does not hold** here (see the {column} column)"
-        lines.append(f"- {dataset}: {claim}: {status}.")
-    return "\n".join(lines)
 
 
 ASSUMED_GPU_TFLOPS = 10.0
@@ -310,6 +535,20 @@ def published_results(profile: str, dataset: str) -> list[dict[str, Any]]:
     return in_grid_order(REPO_ROOT / "results" / get_profile(profile).name / "defenses" / dataset, profile, dataset)
 
 
+def published_path(job: Job) -> Path:
+    """Where ``job``'s record is published with the book: ``results/<profile>/defenses/<dataset>/<slug>.json``."""
+    return REPO_ROOT / "results" / job.profile / "defenses" / job.dataset / f"{job.slug}.json"
+
+
+def is_published(job: Job) -> bool:
+    """A record of ``job`` is published with the book, made with its settings and the current objectives."""
+    path = published_path(job)
+    if not path.exists():
+        return False
+    record = json.loads(path.read_text())
+    return not is_superseded(record) and record.get("train_settings") == _plain(job.train)
+
+
 def published_device(profile: str) -> str | None:
     """The device a published run of ``profile`` ran on (``results/<profile>/check/run.json``), if any."""
     path = REPO_ROOT / "results" / get_profile(profile).name / "check" / "run.json"
@@ -321,9 +560,21 @@ def input_shape(dataset: str) -> tuple[int, int, int]:
     return (3, 32, 32) if dataset in ("cifar10", "svhn") else (1, 28, 28)
 
 
+def record_train_settings(record: dict[str, Any]) -> TrainSettings:
+    """The training settings a record ran with: stored in it, or (older records) its profile's."""
+    stored = record.get("train_settings")
+    if stored is None:
+        return dataset_settings(record["profile"], record["dataset"]).train_for(record["method"])
+    fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
+    template = dataset_settings(record["profile"], record["dataset"]).train
+    return dataclasses.replace(template, **{k: type(getattr(template, k))(v) if k in ("optimizer", "loss_reduction")
+                                            else v for k, v in values.items()})
+
+
 def run_training_flops(record: dict[str, Any]) -> float:
     """FLOPs of training one record's network: 6 x forward MACs x passes per image x images seen."""
-    t = dataset_settings(get_profile(record["profile"]), record["dataset"]).train
+    t = record_train_settings(record)
     shape = input_shape(record["dataset"])
     model = build_model(t.model, in_channels=shape[0], image_size=shape[-1], depth=t.depth, width=t.width)
     return 6.0 * forward_macs(model, shape) * PASSES_PER_IMAGE[record["method"]] * record["n_train"] * t.epochs
@@ -341,7 +592,7 @@ def gpu_throughput(profile: str = "gpu") -> tuple[float, bool]:
 def evaluation_passes(profile: str, dataset: str, train_size: int, test_size: int) -> float:
     """Forward-backward passes of evaluating one network (an upper bound: every point attacked in full)."""
     p = get_profile(profile)
-    e, t = p.defenses.evaluation, dataset_settings(p, dataset).train
+    e, t = p.defenses.evaluation, dataset_settings(profile, dataset).train
     attack = e.attack_steps + 1
     aa = 100 + 9 * 100 + 2 * 9 * 100 + 5000 / 3 if e.autoattack_standard else \
         e.autoattack_iterations * (1 + e.autoattack_targets)
@@ -355,7 +606,7 @@ def gpu_estimate(profile: str, dataset: str, input_shape: tuple[int, ...], train
     """Estimated PFLOPs and seconds of the profile's whole grid on ``dataset`` at ``tflops``
     (default: :func:`gpu_throughput`, measured where a GPU run is published)."""
     tflops = gpu_throughput()[0] if tflops is None else tflops
-    t = dataset_settings(get_profile(profile), dataset).train
+    t = dataset_settings(profile, dataset).train
     model = build_model(t.model, in_channels=input_shape[0], image_size=input_shape[-1], depth=t.depth, width=t.width)
     per_pass = 6.0 * forward_macs(model, input_shape)
     runs = len(get_profile(profile).defenses.runs)
@@ -375,6 +626,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", required=True)
     train.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
     train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a hyper-parameter")
+    train.add_argument("--train", action="append", default=[], metavar="NAME=VALUE",
+                       help=f"a training setting ({', '.join(f.name for f in dataclasses.fields(TrainSettings))})")
+    train.add_argument("--eval", action="append", default=[], metavar="NAME=VALUE",
+                       help=f"an evaluation setting ({', '.join(f.name for f in dataclasses.fields(DefenseEvaluation))})")
     train.add_argument("--eps", type=float, default=None, help="attack radius (default: the dataset's)")
     train.add_argument("--max-minutes", type=float, default=None, help="pause after the epoch that passes this")
     table = sub.add_parser("table", help="print the table of stored results")
@@ -390,14 +645,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    job = make_job(args.dataset, args.method, parse_params(args.set), args.profile, seed=args.seed, eps=args.eps)
+    job = make_job(args.dataset, args.method, parse_params(args.set), args.profile, seed=args.seed, eps=args.eps,
+                   train=args.train, evaluation=args.eval)
     resolve_device(args.device)
     try:
         record = run_job(job, args.device, max_minutes=args.max_minutes)
     except TrainingPaused as paused:
         print(paused, file=sys.stderr)
         return 3
-    print(json.dumps({k: record[k] for k in RESULT_KEYS}, indent=1))
+    print(json.dumps({k: record[k] for k in (*RESULT_KEYS, "train_settings", "evaluation_settings")
+                      if k in record}, indent=1))
     print(f"stored {result_path(job)}", file=sys.stderr)
     return 0
 
@@ -422,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "grid":
             return _grid(args)
-        dataset_settings(get_profile(args.profile), args.dataset)
+        dataset_settings(args.profile, args.dataset)
         print(format_table(stored_results(args.profile, args.dataset)))
         return 0
     except (ValueError, datasets.DataUnavailableError) as error:

@@ -39,14 +39,14 @@ from torch import nn
 
 from lib import datasets
 from lib.artifacts import REPO_ROOT, array_digest, artifact_root, load_or_compute
-from lib.profiles import (DefenseEvaluation, DefenseRun, TrainSettings, get_profile,
-                          resolve_device)
+from lib.profiles import DefenseEvaluation, DefenseRun, TrainSettings, get_profile, resolve_device
 from lib.robustness import defenses
 from lib.robustness.attacks import robust_accuracy
-from lib.robustness.evaluation import accuracy_row, ascent_lipschitz
+from lib.robustness.evaluation import clean_count, evaluate
 from lib.robustness.models import DEFAULT_DROPOUT, build_model, parse_model
 from lib.robustness.objectives import objective_key
-from lib.robustness.training import accuracy, load_or_train
+from lib.robustness.training import load_or_train
+from lib.stats import Verdict, binomial_se, combine, compare, difference_se, tally
 
 
 class Study(str, Enum):
@@ -59,55 +59,70 @@ class Study(str, Enum):
 
 @dataclass(frozen=True)
 class StudyRun:
-    """One network of one study: what it trains on, how, and where its record goes."""
+    """One network of one study: a defenses job (method, resolved settings, seed) and where its record goes."""
 
     study: Study
-    dataset: str
-    run: DefenseRun
-    train: TrainSettings
-    profile: str
-    seed: int = 0
+    job: defenses.Job
     validation_size: int = 0  # early stopping: points held out of the training split
 
     @property
-    def job(self) -> defenses.Job:
-        """The defenses-chapter job with this method (its objective, radius and slug)."""
-        return defenses.Job(self.dataset, self.run, self.profile, self.seed)
+    def dataset(self) -> str:
+        return self.job.dataset
+
+    @property
+    def run(self) -> DefenseRun:
+        return self.job.run
+
+    @property
+    def train(self) -> TrainSettings:
+        return self.job.train
+
+    @property
+    def profile(self) -> str:
+        return self.job.profile
+
+    @property
+    def seed(self) -> int:
+        return self.job.seed
 
     @property
     def dropout(self) -> float:
         """The dropout rate the network trains with (the architecture's own when unset)."""
-        rate = self.train.dropout
-        return DEFAULT_DROPOUT[parse_model(self.train.model)] if rate is None else rate
+        return _rate(self.train)
 
     @property
     def slug(self) -> str:
         size = "all" if self.train.train_size is None else self.train.train_size
-        return f"{self.dataset}-{self.job.slug}-{self.train.model}-dropout{self.dropout:g}-n{size}" \
+        return f"{self.dataset}-{self.job.base_slug}-{self.train.model}-dropout{self.dropout:g}-n{size}" \
                f"-e{self.train.epochs}"
+
+
+def _rate(train: TrainSettings) -> float:
+    return DEFAULT_DROPOUT[parse_model(train.model)] if train.dropout is None else train.dropout
+
+
+def study_run(study: Study, dataset: str, run: DefenseRun, train: TrainSettings, profile: str, seed: int = 0,
+              validation_size: int = 0) -> StudyRun:
+    """A study's run: the defenses job with the study's training settings and the chapter's evaluation."""
+    evaluation = get_profile(profile).generalization.evaluation
+    job = defenses.make_job(dataset, run.method, run.params, profile, seed=seed, train_settings=train,
+                            evaluation_settings=evaluation)
+    return StudyRun(study, job, validation_size)
 
 
 # --------------------------------------------------------------------------- the runs
 
 
-def _present(dataset: str) -> bool:
-    return datasets.available(dataset)
-
-
 def dropout_runs(profile: str, seed: int = 0) -> list[StudyRun]:
-    """§5.2: each robust method without and with dropout, per dataset whose files are here."""
+    """§5.2: each robust method without and with dropout, per dataset of the study."""
     study = get_profile(profile).generalization.dropout
     runs = []
     for entry in study.datasets:
         without = entry.train if _rate(entry.train) == 0 else dataclasses.replace(entry.train, dropout=0.0)
         with_dropout = dataclasses.replace(entry.train, dropout=entry.rate)
         for run in study.runs:
-            runs += [StudyRun(Study.DROPOUT, entry.dataset, run, t, profile, seed) for t in (without, with_dropout)]
+            runs += [study_run(Study.DROPOUT, entry.dataset, run, t, profile, seed) for t in (without, with_dropout)]
     return runs
-
-
-def _rate(train: TrainSettings) -> float:
-    return DEFAULT_DROPOUT[parse_model(train.model)] if train.dropout is None else train.dropout
 
 
 def sample_size_runs(profile: str, seed: int = 0) -> list[StudyRun]:
@@ -117,15 +132,15 @@ def sample_size_runs(profile: str, seed: int = 0) -> list[StudyRun]:
     for size in study.sizes:
         epochs = max(1, round(study.images_seen / size))
         train = dataclasses.replace(study.train, train_size=size, epochs=epochs)
-        runs += [StudyRun(Study.SAMPLE_SIZE, study.dataset, run, train, profile, seed) for run in study.runs]
+        runs += [study_run(Study.SAMPLE_SIZE, study.dataset, run, train, profile, seed) for run in study.runs]
     return runs
 
 
 def early_stopping_run(profile: str, seed: int = 0) -> StudyRun:
     """The one long robust run of the early-stopping study (Rice, Wong and Kolter 2020)."""
     study = get_profile(profile).generalization.early_stopping
-    return StudyRun(Study.EARLY_STOPPING, study.dataset, study.run, study.train, profile, seed,
-                    study.validation_size)
+    return study_run(Study.EARLY_STOPPING, study.dataset, study.run, study.train, profile, seed,
+                     study.validation_size)
 
 
 def study_runs(profile: str, seed: int = 0) -> list[StudyRun]:
@@ -164,12 +179,10 @@ def _tensors(data: datasets.ImageData, index: np.ndarray, device: torch.device) 
 
 
 def measure(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-            eps: float, settings: DefenseEvaluation, *, seed: int = 0) -> dict[str, float]:
-    """The defenses table's row without AutoAttack (Yang et al. 2020, §5.1): accuracies, PGD, gaps, and the
-    book's ascent estimate of the test local Lipschitz constant on the first ``lipschitz_size`` points."""
-    row = accuracy_row(model, train, test, eps, settings, seed=seed)
-    row["test_lipschitz"] = ascent_lipschitz(model, test[0][:settings.lipschitz_size], eps, settings)
-    return row
+            eps: float, settings: DefenseEvaluation, *, seed: int = 0) -> dict[str, Any]:
+    """The defenses table's row without AutoAttack (Yang et al. 2020, §5.1): accuracies, PGD, gaps and both
+    local Lipschitz estimates, each with its standard error."""
+    return evaluate(model, train, test, eps, dataclasses.replace(settings, autoattack_size=0), seed=seed)
 
 
 def early_stopping_monitor(train: tuple[torch.Tensor, torch.Tensor], validation: tuple[torch.Tensor, torch.Tensor],
@@ -180,7 +193,7 @@ def early_stopping_monitor(train: tuple[torch.Tensor, torch.Tensor], validation:
     def monitor(model: nn.Module, epoch: int) -> dict[str, float]:
         row: dict[str, float] = {"epoch": epoch + 1}
         for name, (x, y) in (("train", train), ("val", validation), ("test", test)):
-            row[f"{name}_acc"] = accuracy(model, x, y)
+            row[f"{name}_acc"] = clean_count(model, x, y).value
             row[f"adv_{name}_acc"] = robust_accuracy(model, x, y, eps, steps=steps)
         return row
 
@@ -214,71 +227,46 @@ def early_stopping_summary(history: list[dict[str, float]]) -> dict[str, float]:
 
 
 def reused_defense_job(run: StudyRun) -> defenses.Job | None:
-    """The defenses-chapter job this run is identical to (same network, data, schedule, measurements), if any."""
+    """The defenses-chapter job this run is (same method, settings, measurements and seed), if any."""
     if run.study is Study.EARLY_STOPPING:
         return None
-    profile = get_profile(run.profile)
-    entries = [d for d in profile.defenses.datasets if d.dataset == run.dataset]
-    same_runs = run.run in profile.defenses.runs
-    if entries and same_runs and entries[0].train == run.train and \
-            profile.defenses.evaluation == profile.generalization.evaluation:
-        return run.job
-    return None
+    return run.job if run.job in defenses.grid_jobs(run.profile, run.seed) else None
 
 
-def _fit(run: StudyRun, device: torch.device, after_epoch: Any) -> dict[str, Any]:
-    """Train (or load, or resume) a dropout or sample-size network and measure it."""
-    evaluation = get_profile(run.profile).generalization.evaluation
-    train_data = datasets.load(run.dataset, "train").subset(run.train.train_size, seed=run.seed)
-    train = train_data.tensors(device)
-    test = datasets.load(run.dataset, "test").tensors(device)
-    started = time.perf_counter()
-    model, history = load_or_train(f"generalization-{run.study.value}-{run.slug}-{run.profile}", run.train, *train,
-                                   seed=run.seed, device=device, objective=run.job.objective(),
-                                   after_epoch=after_epoch)
-    trained = time.perf_counter()
-    row = measure(model, train, test, run.job.radius, evaluation, seed=run.seed)
-    return {**row, "loss": history.loss, "history": history.metrics, "train_seconds": trained - started,
-            "eval_seconds": time.perf_counter() - trained, "n_train": len(train[0])}
-
-
-def _fit_early_stopping(run: StudyRun, device: torch.device, after_epoch: Any) -> dict[str, Any]:
+def _fit_early_stopping(run: StudyRun, device: torch.device, deadline: float | None) -> dict[str, Any]:
     """Train the long run with the per-epoch monitor; the final network measured like the others."""
     study = get_profile(run.profile).generalization.early_stopping
-    evaluation = get_profile(run.profile).generalization.evaluation
+    job, e = run.job, run.job.evaluation
     data = datasets.load(run.dataset, "train")
     train_index, val_index = split_train_validation(len(data), run.train.train_size, run.validation_size, run.seed)
     train, validation = _tensors(data, train_index, device), _tensors(data, val_index, device)
     test = datasets.load(run.dataset, "test").tensors(device)
     n = study.monitor_size
     monitor = early_stopping_monitor((train[0][:n], train[1][:n]), validation, (test[0][:n], test[1][:n]),
-                                     run.job.radius, evaluation.attack_steps)
+                                     job.radius, e.attack_steps)
     started = time.perf_counter()
     model, history = load_or_train(
         f"generalization-{run.study.value}-{run.slug}-{run.profile}", run.train, *train, seed=run.seed,
-        device=device, objective=run.job.objective(), monitor=monitor, after_epoch=after_epoch,
-        monitor_config={"points": n, "eps": run.job.radius, "steps": evaluation.attack_steps,
+        device=device, objective=job.objective(), monitor=monitor, monitor_every=e.monitor_every,
+        after_epoch=defenses.pause_after(run.train.epochs, deadline, run.slug),
+        monitor_config={"points": n, "eps": job.radius, "steps": e.attack_steps,
                         "validation": array_digest(val_index)})
     trained = time.perf_counter()
-    row = measure(model, train, test, run.job.radius, evaluation, seed=run.seed)
+    row = measure(model, train, test, job.radius, e, seed=run.seed)
     return {**row, "loss": history.loss, "history": history.metrics, **early_stopping_summary(history.metrics),
             "train_seconds": trained - started, "eval_seconds": time.perf_counter() - trained,
             "n_train": len(train[0])}
 
 
-def _pause_after(run: StudyRun, deadline: float | None) -> Callable[[int], None]:
-    """An ``after_epoch`` hook that stops training (resumably) once ``deadline`` has passed."""
-
-    def after_epoch(epoch: int) -> None:
-        if deadline is not None and time.perf_counter() > deadline and epoch + 1 < run.train.epochs:
-            raise defenses.TrainingPaused(f"{run.slug}: paused after epoch {epoch + 1} of {run.train.epochs}")
-
-    return after_epoch
-
-
 def published_path(run: StudyRun) -> Path:
     """Where the run's record is published with the book: ``results/<profile>/generalization/<study>/``."""
     return REPO_ROOT / "results" / run.profile / "generalization" / run.study.value / f"{run.slug}.json"
+
+
+def is_published(run: StudyRun) -> bool:
+    """A record of the run is published and was made with the current objectives."""
+    path = published_path(run)
+    return path.exists() and not defenses.is_superseded(json.loads(path.read_text()))
 
 
 def record_path(run: StudyRun, root: Path | None = None) -> Path:
@@ -289,41 +277,32 @@ def record_path(run: StudyRun, root: Path | None = None) -> Path:
 
 def run_study(run: StudyRun, device: str = "auto", *, deadline: float | None = None) -> dict[str, Any]:
     """Train, measure and store one run (reusing whatever is stored, the defenses' jobs included); its record."""
-    resolved = resolve_device(device)
-    if not datasets.available(run.dataset):
-        raise datasets.DataUnavailableError(f"{run.dataset}: its files are not on this machine (see README, Data)")
-    reused = reused_defense_job(run)
-    if reused is not None:
-        result = defenses.run_job(reused, device)
+    if run.study is not Study.EARLY_STOPPING:
+        result = defenses.job_result(run.job, device, deadline=deadline)
     else:
-        profile = get_profile(run.profile)
-        fit = _fit_early_stopping if run.study is Study.EARLY_STOPPING else _fit
+        resolved = resolve_device(device)
+        if not datasets.available(run.dataset):
+            raise datasets.DataUnavailableError(f"{run.dataset}: its files are not on this machine (see README, Data)")
         config = {"run": run, "objective": objective_key(run.job.objective()),
-                  "evaluation": profile.generalization.evaluation, "study": profile.generalization,
+                  "study": get_profile(run.profile).generalization.early_stopping,
                   "data": array_digest(datasets.load(run.dataset, "test").images)}
         result = load_or_compute(f"generalization-result-{run.study.value}-{run.slug}-{run.profile}", config,
-                                 lambda: {**fit(run, resolved, _pause_after(run, deadline)),
-                                          "device": resolved.type}, seed=run.seed)
-    return _store(run, result, reused is not None)
+                                 lambda: {**_fit_early_stopping(run, resolved, deadline), "device": resolved.type},
+                                 seed=run.seed)
+    return _store(run, result)
 
 
-RECORD_KEYS = ("train_acc", "test_acc", "adv_train_acc", "adv_test_acc", "test_lipschitz", "gap", "adv_gap",
-               "train_seconds", "eval_seconds", "n_train", "device", "history", "loss")
+SUMMARY_KEYS = ("chosen_epoch", "last_epoch", "oracle_epoch", "adv_test_chosen", "adv_test_last", "adv_test_oracle",
+                "gain", "adv_train_last")
 
 
-def _store(run: StudyRun, result: dict[str, Any], reused: bool) -> dict[str, Any]:
+def _store(run: StudyRun, result: dict[str, Any]) -> dict[str, Any]:
     """Write the run's JSON record at once (a killed batch keeps every finished run)."""
-    extra = {k: result[k] for k in ("chosen_epoch", "last_epoch", "oracle_epoch", "adv_test_chosen",
-                                    "adv_test_last", "adv_test_oracle", "gain", "adv_train_last") if k in result}
-    record = {"study": run.study.value, "dataset": run.dataset, "method": run.run.method,
-              "params": dict(run.run.params), "label": defenses.label({"method": run.run.method,
-                                                                         "params": objective_key(run.job.objective())["params"],
-                                                                         "eps": run.job.radius}),
-              "profile": run.profile, "seed": run.seed, "eps": run.job.radius, "model": run.train.model,
-              "dropout": run.dropout, "train_size": run.train.train_size, "epochs": run.train.epochs,
-              "validation_size": run.validation_size, "reused_defense_job": reused,
-              **{k: result[k] for k in RECORD_KEYS}, **extra,
-              "seconds": result["train_seconds"] + result["eval_seconds"]}
+    record = {"study": run.study.value, **defenses.job_record(run.job, result),
+              "label": defenses.label({"method": run.run.method, "eps": run.job.radius,
+                                       "params": objective_key(run.job.objective())["params"]}),
+              "train_size": run.train.train_size, "epochs": run.train.epochs,
+              "validation_size": run.validation_size, "reused_defense_job": reused_defense_job(run) is not None}
     path = record_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
@@ -344,9 +323,20 @@ def read_records(folder: Path, profile: str) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def stored_records(profile: str) -> dict[str, list[dict[str, Any]]]:
-    """The records this machine computed (``<artifacts>/generalization/<profile>/``)."""
-    return read_records(artifact_root() / "generalization" / get_profile(profile).name, profile)
+def stored_records(profile: str, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """The records this machine computed for the profile's current runs (``<artifacts>/generalization/<profile>/``)."""
+    current = {(r.study.value, r.slug) for r in study_runs(profile, seed)}
+    found = read_records(artifact_root() / "generalization" / get_profile(profile).name, profile)
+    found = {study: [r for r in rs if (study, _slug_of(r)) in current] for study, rs in found.items()}
+    return {study: rs for study, rs in found.items() if rs}
+
+
+def _slug_of(record: dict[str, Any]) -> str:
+    """The slug of the run a record was made by (as :attr:`StudyRun.slug`)."""
+    size = "all" if record["train_size"] is None else record["train_size"]
+    params = "".join(f"-{k}{v:g}" for k, v in defenses._run_of(record).params)
+    return f"{record['dataset']}-{record['method']}{params}-seed{record['seed']}-{record['model']}" \
+           f"-dropout{record['dropout']:g}-n{size}-e{record['epochs']}"
 
 
 def published_records(profile: str) -> dict[str, list[dict[str, Any]]]:
@@ -369,17 +359,55 @@ def dropout_pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], d
             for rate, r in sorted(rates.items()) if rate != 0]
 
 
-def dropout_verdict(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
-    """How many pairs dropout narrowed the clean and the adversarial gap of (§5.2's claim)."""
+DROPOUT_EFFECTS: tuple[tuple[str, str, bool], ...] = (
+    ("gap", "narrows the clean gap", False), ("adv_gap", "narrows the adversarial gap", False),
+    ("adv_test_acc", "raises the adversarial test accuracy", True),
+    ("test_lipschitz", "lowers the test local Lipschitz constant", False),
+    ("test_acc", "raises the clean test accuracy", True),
+    ("adv_train_acc", "raises the adversarial training accuracy", True),
+)
+"""Each part of §5.2's effect (key, statement, True when dropout should raise it); the last two
+say whether dropout bought a smaller gap by fitting the training set less."""
+
+
+def dropout_verdict(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per part of §5.2's effect: the combined verdict over the pairs, their tally and the mean change."""
     if not pairs:
         raise ValueError("no (without, with) dropout pairs: run both networks of a method first")
-    return {"pairs": len(pairs),
-            "gap_narrower": sum(w["gap"] < wo["gap"] for wo, w in pairs),
-            "adv_gap_narrower": sum(w["adv_gap"] < wo["adv_gap"] for wo, w in pairs),
-            "mean_gap_change": float(np.mean([w["gap"] - wo["gap"] for wo, w in pairs])),
-            "mean_adv_gap_change": float(np.mean([w["adv_gap"] - wo["adv_gap"] for wo, w in pairs])),
-            "mean_adv_test_change": float(np.mean([w["adv_test_acc"] - wo["adv_test_acc"] for wo, w in pairs])),
-            "max_adv_train": max(max(wo["adv_train_acc"], w["adv_train_acc"]) for wo, w in pairs)}
+    verdict = {}
+    for key, statement, larger in DROPOUT_EFFECTS:
+        each = [defenses.pair_verdict(w, wo, key, larger) for wo, w in pairs]
+        verdict[key] = {"statement": statement, "verdict": combine(each), "tally": tally(each),
+                        "holds": sum(v is Verdict.HOLDS for v in each),
+                        "contradicted": sum(v is Verdict.CONTRADICTED for v in each), "pairs": len(pairs),
+                        "mean_change": float(np.mean([w[key] - wo[key] for wo, w in pairs])),
+                        "pooled": pooled_change(pairs, key, larger)}
+    verdict["max_adv_train"] = max(max(wo["adv_train_acc"], w["adv_train_acc"]) for wo, w in pairs)
+    return verdict
+
+
+def pooled_change(pairs: list[tuple[dict[str, Any], dict[str, Any]]], key: str, larger: bool) -> dict[str, Any]:
+    """The mean change of ``key`` over independent pairs, its standard error and its verdict:
+    several pairs within noise each can still decide together."""
+    changes = [w[key] - wo[key] for wo, w in pairs]
+    missing = float("nan")  # records made before standard errors were kept
+    se = difference_se(*(difference_se(wo.get(f"{key}_se", missing), w.get(f"{key}_se", missing))
+                         for wo, w in pairs)) / len(pairs)
+    return {"mean": float(np.mean(changes)), "se": se,
+            "verdict": compare(float(np.mean(changes)), se, 0.0, 0.0, larger=larger)}
+
+
+def dropout_summary(verdict: dict[str, dict[str, Any]]) -> str:
+    """§5.2's effect, part by part, as Markdown bullets: the verdict over the pairs and their tally."""
+    lines = []
+    for key, statement, _ in DROPOUT_EFFECTS:
+        v = verdict[key]
+        scale, unit = (1.0, "") if key == "test_lipschitz" else (100.0, " points")
+        pooled = v["pooled"]
+        lines.append(f"- dropout {statement}: pair by pair **{v['verdict'].value}** ({v['tally']}); pooled, "
+                     f"a mean change of {scale * pooled['mean']:+.1f} ± {scale * pooled['se']:.1f}{unit}: "
+                     f"**{pooled['verdict'].value}**")
+    return "\n".join(lines)
 
 
 def sample_size_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -391,7 +419,8 @@ def sample_size_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str
 
 
 def sample_size_verdict(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per method: gap and adversarial gap at the smallest and largest size, and whether they shrink (§6)."""
+    """Per method: gap and adversarial gap at the smallest and largest size, and whether they shrink
+    beyond two standard errors (§6)."""
     verdict = {}
     for label, rs in sample_size_curves(records).items():
         first, last = rs[0], rs[-1]
@@ -399,8 +428,25 @@ def sample_size_verdict(records: list[dict[str, Any]]) -> dict[str, Any]:
                           "gap_small": first["gap"], "gap_large": last["gap"],
                           "adv_gap_small": first["adv_gap"], "adv_gap_large": last["adv_gap"],
                           "adv_test_small": first["adv_test_acc"], "adv_test_large": last["adv_test_acc"],
-                          "gap_shrinks": last["gap"] < first["gap"], "adv_gap_shrinks": last["adv_gap"] < first["adv_gap"]}
+                          "gap_shrinks": defenses.pair_verdict(last, first, "gap", False),
+                          "adv_gap_shrinks": defenses.pair_verdict(last, first, "adv_gap", False),
+                          "adv_gap_change_se": difference_se(first.get("adv_gap_se", 0.0), last.get("adv_gap_se", 0.0))}
     return verdict
+
+
+def early_stopping_verdict(record: dict[str, Any], points: int) -> dict[str, Any]:
+    """Robust over-fitting (the test curve's best epoch above its last beyond two SE) and early stopping's gain.
+
+    ``points``: test points the monitor attacked (the two accuracies are on the same points:
+    treating them as independent makes the bar conservative).
+    """
+    best, last, chosen = record["adv_test_oracle"], record["adv_test_last"], record["adv_test_chosen"]
+    se = difference_se(binomial_se(best, points), binomial_se(last, points))
+    gain_se = difference_se(binomial_se(chosen, points), binomial_se(last, points))
+    return {"decline": best - last, "decline_se": se,
+            "overfits": compare(best, binomial_se(best, points), last, binomial_se(last, points)),
+            "gain": chosen - last, "gain_se": gain_se,
+            "stopping_helps": compare(chosen, binomial_se(chosen, points), last, binomial_se(last, points))}
 
 
 def format_dropout_table(records: list[dict[str, Any]]) -> str:
@@ -450,7 +496,7 @@ PASSES_PER_EVAL_POINT = 1 / 3  # a clean forward pass is a third of a forward-ba
 def run_passes(run: StudyRun) -> float:
     """Forward-backward passes of one run: training (inner steps included), monitor and measurement."""
     profile = get_profile(run.profile)
-    e, n_train = profile.generalization.evaluation, run.train.train_size or 60_000
+    e, n_train = run.job.evaluation, run.train.train_size or 60_000
     attack = e.attack_steps + 1
     train = defenses.PASSES_PER_IMAGE[run.run.method] * n_train * run.train.epochs
     monitor = 0.0
@@ -471,7 +517,7 @@ def gpu_estimate(profile: str, tflops: float | None = None, *,
     """
     total = 0.0
     for run in study_runs(profile):
-        if reused_defense_job(run) is not None or (skip_published and published_path(run).exists()):
+        if reused_defense_job(run) is not None or (skip_published and is_published(run)):
             continue
         shape = defenses.input_shape(run.dataset)
         model = build_model(run.train.model, in_channels=shape[0], image_size=shape[-1], depth=run.train.depth,
@@ -512,7 +558,7 @@ def _run(args: argparse.Namespace) -> int:
     deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
     for run in runs:
         name = f"{run.study.value} {run.slug}"
-        if published_path(run).exists():
+        if is_published(run):
             print(f"{name}: published in results/, skipped", flush=True)
             continue
         if args.print_only or not datasets.available(run.dataset):

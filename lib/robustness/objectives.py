@@ -10,14 +10,29 @@ artifact keys and result files store, so two settings never share a trained netw
   of the loss along its normalised input gradient, step h.
 * :class:`LLR` (Qin et al. 2019): CE + lambda gamma(eps, x) + mu |delta^T grad_x CE|, gamma the
   largest deviation of the loss from its linearisation in the ball, found in ``steps``.
+* :class:`AuthorsLLR`: what the paper's LLR row trained (the authors' code): the gradient
+  is zeroed, so gamma is CE(f(x + delta), y) itself, found by two normalised-gradient steps.
 * :class:`AT` (Madry et al. 2018): CE(f(x_adv), y), x_adv from PGD.
 * :class:`RST` (Raghunathan et al. 2020, without unlabelled data): CE(f(x), y) + lambda CE(f(x_adv), y).
 * :class:`TRADES` (Zhang et al. 2019): CE(f(x), y) + beta KL(f(x) || f(x_adv)), x_adv
   maximising the KL from x + 0.001 N(0, I).
 
-Losses are *means* over the batch; the authors sum them, which multiplies every gradient
-by the batch size (the same as a batch-size-times larger learning rate for SGD).
-Inner maximisations run the model in eval mode (restored after), like the authors' code.
+**One network per step.** Every train-mode pass of one call sees the same network: one
+dropout mask and one set of batch-norm statistics (:func:`lib.robustness.same_network.same_network`).
+Without it, a penalty that compares two passes (LLR's gamma, GR's finite difference,
+TRADES' KL) also measures the difference between two dropout masks.
+
+**Where the attack runs.** The book runs every inner maximisation of AT, RST and TRADES
+with the network in eval mode (dropout off, running batch-norm statistics), as TRADES'
+and the authors' TRADES code do; the authors' AT and RST attack with the network in
+*train* mode (a fresh dropout mask at every PGD step). LLR searches its delta on the
+step's own network (train mode, the shared mask): gamma is a property of the function
+being penalised.
+
+**Mean, not sum.** Losses are means over the batch; the authors sum them, which
+multiplies every gradient by the batch size (the same as a batch-size-times larger
+learning rate for SGD). ``TrainSettings.loss_reduction`` restores their sum where the
+paper's SGD learning rates are used (:mod:`lib.robustness.training`).
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.robustness.attacks import eval_mode, linf_bounds
+from lib.robustness.same_network import same_network
 
 
 def _check(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
@@ -45,14 +62,16 @@ def _check(name: str, value: Any, *, positive: bool = False, integer: bool = Fal
 
 
 def _ascend(model: nn.Module, x: torch.Tensor, start: torch.Tensor, eps: float, steps: int,
-            step_size: float, gain: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Signed-gradient ascent of ``gain`` (summed over the batch) in the eps-ball and [0, 1], eval mode.
+            step_size: float, gain: Callable[[torch.Tensor], torch.Tensor], *, train_mode: bool = False) -> torch.Tensor:
+    """Signed-gradient ascent of ``gain`` (summed over the batch) in the eps-ball and [0, 1].
 
-    The ball's bounds (exact, see :func:`lib.robustness.attacks.linf_bounds`) are computed once.
+    The model runs in eval mode unless ``train_mode`` (then it keeps its mode: inside
+    :func:`same_network`, the step's own network). The ball's bounds (exact, see
+    :func:`lib.robustness.attacks.linf_bounds`) are computed once.
     """
     lower, upper = linf_bounds(x.detach(), eps)
     x_adv = torch.clamp(start.detach(), lower, upper)
-    with eval_mode(model):
+    with nullcontext() if train_mode else eval_mode(model):
         for _ in range(steps):
             x_adv.requires_grad_(True)
             (grad,) = torch.autograd.grad(gain(x_adv).sum(), x_adv)
@@ -72,7 +91,10 @@ class Natural:
 
 @dataclass(frozen=True)
 class GR:
-    """Gradient regularisation by finite differences (Finlay and Oberman 2019; the paper's GR, lambda = h = 1)."""
+    """Gradient regularisation by finite differences (Finlay and Oberman 2019; the paper's GR, lambda = h = 1).
+
+    Both passes (at x and at the shifted point) see the same network (one dropout mask).
+    """
 
     lam: float = 1.0
     h: float = 1.0
@@ -84,11 +106,12 @@ class GR:
 
     def slope(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example loss and ``d = (l(x + h g/|g|_2) - l(x)) / h`` (about |grad_x l|_2 for small h)."""
-        x = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(x), y, reduction="none")
-        (grad,) = torch.autograd.grad(loss.sum(), x, retain_graph=True)
-        norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
-        shifted = F.cross_entropy(model(x.detach() + self.h * grad.detach() / norm), y, reduction="none")
+        with same_network(model):
+            x = x.detach().requires_grad_(True)
+            loss = F.cross_entropy(model(x), y, reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), x, retain_graph=True)
+            norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
+            shifted = F.cross_entropy(model(x.detach() + self.h * grad.detach() / norm), y, reduction="none")
         return loss, (shifted - loss) / self.h
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -98,10 +121,12 @@ class GR:
 
 @dataclass(frozen=True)
 class LLR:
-    """Local linearity regularisation (Qin et al. 2019): the real method, gradient term included.
+    """Local linearity regularisation (Qin et al. 2019), as published: the gradient term included.
 
-    ``zero_gradient_term=True`` reproduces the authors' code, whose ``grad_x l`` is zeroed in
-    place: gamma becomes |l(x + delta) - l(x)| and the mu term vanishes.
+    gamma = max over the ball of |l(x + delta) - l(x) - delta . grad_x l(x)|, searched by
+    ``steps`` signed-gradient steps of ``step_size`` (default eps / 2) from a uniform start,
+    on the step's own network (train mode, the pass at x's dropout mask). What the paper's
+    LLR row trained is :class:`AuthorsLLR`.
     """
 
     eps: float = 0.1
@@ -109,7 +134,6 @@ class LLR:
     mu: float = 3.0
     steps: int = 2
     step_size: float | None = None  # None: eps / 2
-    zero_gradient_term: bool = False
     method: ClassVar[str] = "llr"
 
     def __post_init__(self) -> None:
@@ -122,23 +146,22 @@ class LLR:
 
     def terms(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-example ``loss``, ``gamma`` = |l(x+d) - l(x) - d.grad| and ``grad_term`` = |d.grad| at the found d."""
-        x = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(x), y, reduction="none")
-        (grad,) = torch.autograd.grad(loss.sum(), x, retain_graph=True,
-                                      create_graph=not self.zero_gradient_term)
-        if self.zero_gradient_term:
-            grad = torch.zeros_like(grad)
-        base, slope = loss.detach(), grad.detach()
+        with same_network(model):
+            x = x.detach().requires_grad_(True)
+            loss = F.cross_entropy(model(x), y, reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), x, retain_graph=True, create_graph=True)
+            base, slope = loss.detach(), grad.detach()
 
-        def deviation(z: torch.Tensor) -> torch.Tensor:
-            inner = F.cross_entropy(model(z), y, reduction="none")
-            return (inner - base - ((z - x.detach()) * slope).flatten(1).sum(1)).abs()
+            def deviation(z: torch.Tensor) -> torch.Tensor:
+                inner = F.cross_entropy(model(z), y, reduction="none")
+                return (inner - base - ((z - x.detach()) * slope).flatten(1).sum(1)).abs()
 
-        start = x.detach() + torch.empty_like(x).uniform_(-self.eps, self.eps)
-        x_llr = _ascend(model, x.detach(), start, self.eps, self.steps, self.step_size or self.eps / 2, deviation)
-        delta = x_llr - x.detach()
-        linear = (delta * grad).flatten(1).sum(1)
-        gamma = (F.cross_entropy(model(x_llr), y, reduction="none") - loss - linear).abs()
+            start = x.detach() + torch.empty_like(x).uniform_(-self.eps, self.eps)
+            x_llr = _ascend(model, x.detach(), start, self.eps, self.steps, self.step_size or self.eps / 2,
+                            deviation, train_mode=True)
+            delta = x_llr - x.detach()
+            linear = (delta * grad).flatten(1).sum(1)
+            gamma = (F.cross_entropy(model(x_llr), y, reduction="none") - loss - linear).abs()
         return {"loss": loss, "gamma": gamma, "grad_term": linear.abs()}
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -147,8 +170,60 @@ class LLR:
 
 
 @dataclass(frozen=True)
+class AuthorsLLR:
+    """The LLR the paper's table trained: the authors' code, not Qin et al.'s method (Yang et al. 2020, §5.1).
+
+    Their code zeroes the input gradient in place before using it, so the linear term and
+    the mu term vanish and leave CE(f(x), y) + lam |CE(f(x + delta), y)|: a cross-entropy
+    plus ``lam`` times an adversarial cross-entropy, a robust self-training objective
+    with a weak attack. Their search (:meth:`perturbation`): start at 0.001 N(0, I),
+    ``steps`` (2) steps of ``step_size`` (eps / 2) along the input gradient divided by its
+    largest coordinate (a scaled gradient, not its sign), after each step clipped to [0, 1]
+    and *rescaled* into the ball (``renorm``), network in eval mode.
+    """
+
+    eps: float = 0.1
+    lam: float = 4.0
+    steps: int = 2
+    step_size: float | None = None  # None: eps / 2
+    method: ClassVar[str] = "llr_authors"
+
+    def __post_init__(self) -> None:
+        _check("llr_authors eps", self.eps, positive=True)
+        _check("llr_authors lam", self.lam)
+        _check("llr_authors steps", self.steps, integer=True)
+        if self.step_size is not None:
+            _check("llr_authors step_size", self.step_size, positive=True)
+
+    def perturbation(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """delta: the authors' search, ``steps`` normalised-gradient steps, clipped to the box, rescaled into the ball."""
+        delta = 0.001 * torch.randn_like(x)
+        shape = (-1, *[1] * (x.ndim - 1))
+        with eval_mode(model):
+            for _ in range(self.steps):
+                delta.requires_grad_(True)
+                (grad,) = torch.autograd.grad(F.cross_entropy(model(x + delta), y, reduction="sum"), delta)
+                size = grad.flatten(1).abs().amax(dim=1)
+                grad = torch.where(size.view(shape) > 0, grad / size.clamp_min(1e-30).view(shape), torch.randn_like(grad))
+                delta = torch.clamp(x + delta.detach() + (self.step_size or self.eps / 2) * grad, 0, 1) - x
+                largest = delta.flatten(1).abs().amax(dim=1).clamp_min(1e-30)
+                delta = delta * torch.clamp(self.eps / largest, max=1.0).view(shape)
+        lower, upper = linf_bounds(x.detach(), self.eps)
+        return (torch.clamp(x + delta, lower, upper) - x).detach()
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        delta = self.perturbation(model, x, y)
+        with same_network(model):
+            return F.cross_entropy(model(x), y) + self.lam * F.cross_entropy(model(x + delta), y)
+
+
+@dataclass(frozen=True)
 class AT:
-    """Adversarial training (Madry et al. 2018): CE at PGD's point, 10 steps of eps/5 from a uniform start."""
+    """Adversarial training (Madry et al. 2018): CE at PGD's point, 10 steps of eps/5 from a uniform start.
+
+    The book's PGD runs with the network in eval mode; the authors' code attacks in train
+    mode (dropout on, a fresh mask at every step).
+    """
 
     eps: float = 0.1
     steps: int = 10
@@ -163,7 +238,7 @@ class AT:
             _check(f"{self.method.upper()} step_size", self.step_size, positive=True)
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """PGD on the cross-entropy: the point inside the ball and [0, 1] that the loss is taken at."""
+        """PGD on the cross-entropy (eval mode): the point inside the ball and [0, 1] that the loss is taken at."""
         noise = torch.empty_like(x).uniform_(-self.eps, self.eps) if self.random_start else 0.0
         gain = lambda z: F.cross_entropy(model(z), y, reduction="none")  # noqa: E731
         return _ascend(model, x, x + noise, self.eps, self.steps, self.step_size or self.eps / 5, gain)
@@ -174,7 +249,11 @@ class AT:
 
 @dataclass(frozen=True)
 class RST(AT):
-    """Robust self-training's objective without unlabelled data: CE(f(x), y) + lam CE(f(x_adv), y)."""
+    """Robust self-training's objective without unlabelled data: CE(f(x), y) + lam CE(f(x_adv), y).
+
+    x_adv as in :class:`AT` (eval mode here, train mode in the authors' code); both outer
+    passes see one network.
+    """
 
     lam: float = 1.0
     method: ClassVar[str] = "rst"
@@ -185,12 +264,18 @@ class RST(AT):
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = self.attack(model, x, y)
-        return F.cross_entropy(model(x), y) + self.lam * F.cross_entropy(model(x_adv), y)
+        with same_network(model):
+            return F.cross_entropy(model(x), y) + self.lam * F.cross_entropy(model(x_adv), y)
 
 
 @dataclass(frozen=True)
 class TRADES:
-    """TRADES (Zhang et al. 2019): CE(f(x), y) + beta KL(p(x) || p(x_adv)), KL maximised from x + 0.001 N(0, I)."""
+    """TRADES (Zhang et al. 2019): CE(f(x), y) + beta KL(p(x) || p(x_adv)), KL maximised from x + 0.001 N(0, I).
+
+    The KL ascent runs in eval mode (as in TRADES' and the authors' code); the two outer
+    passes see one network, so at x_adv = x the KL is exactly 0 (with two dropout masks it
+    would not be).
+    """
 
     beta: float = 6.0
     eps: float = 0.1
@@ -214,14 +299,27 @@ class TRADES:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = self.attack(model, x)
-        logits = model(x)
-        kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
+        with same_network(model):
+            logits = model(x)
+            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean")
         return F.cross_entropy(logits, y) + self.beta * kl
 
 
-Objective = Natural | GR | LLR | AT | RST | TRADES
-METHODS: dict[str, type] = {cls.method: cls for cls in (Natural, GR, LLR, AT, RST, TRADES)}
+Objective = Natural | GR | LLR | AuthorsLLR | AT | RST | TRADES
+METHODS: dict[str, type] = {cls.method: cls for cls in (Natural, GR, LLR, AuthorsLLR, AT, RST, TRADES)}
 ROBUST_METHODS = ("at", "rst", "trades")  # the paper's methods that impose local Lipschitzness
+DISPLAY_NAMES = {"natural": "Natural", "gr": "GR", "llr": "LLR", "llr_authors": "LLR (authors' code)",
+                 "at": "AT", "rst": "RST", "trades": "TRADES"}
+"""How tables and figures name each method."""
+PARAMETER_SYMBOLS = {"lam": "λ", "beta": "β", "mu": "μ", "eps": "ε", "h": "h", "steps": "steps"}
+
+OBJECTIVES_REVISION = 2
+"""Revision of the objectives' semantics, stored in every training record. 2: every pass of one
+step sees one network (:mod:`lib.robustness.same_network`) and the authors' LLR is :class:`AuthorsLLR`.
+Records of revision 1 (or none) computed GR, LLR and TRADES on networks with dropout or batch norm
+with a fresh mask per pass."""
+REVISION_SENSITIVE = ("gr", "llr", "trades")
+"""Methods whose loss compares two passes: their revision-1 records with dropout are superseded."""
 
 
 def is_objective(value: Any) -> bool:

@@ -2,8 +2,10 @@
 
 A training objective is a typed record of :mod:`lib.robustness.objectives` (Natural, GR, LLR, AT,
 RST, TRADES) with its hyper-parameters; the record, not a function name, identifies it
-in artifact keys. The authors *sum* the loss over the batch; the book averages it, which
-only rescales the learning rate.
+in artifact keys. The authors *sum* the loss over the batch; the book averages it unless
+``settings.loss_reduction`` is ``SUM`` (the ``full`` profile, which uses their SGD learning
+rates): a summed loss is the mean times the batch size, the same SGD step as a learning rate
+that many times larger (:attr:`lib.profiles.TrainSettings.effective_lr`).
 
 Long runs survive being stopped: with a ``checkpoint`` path, :func:`train` writes the
 model, optimizer, scheduler, history and every random generator's state atomically after
@@ -25,7 +27,7 @@ from torch import nn
 from lib.artifacts import artifact_key, artifact_root, load_or_compute
 from lib.robustness.models import build_model
 from lib.robustness.objectives import Natural, Objective, objective_key
-from lib.profiles import Optimizer, TrainSettings
+from lib.profiles import Optimizer, Reduction, TrainSettings
 from lib.progress import progress
 
 EpochMonitor = Callable[[nn.Module, int], dict[str, float]]
@@ -33,7 +35,7 @@ EpochMonitor = Callable[[nn.Module, int], dict[str, float]]
 
 @dataclass
 class TrainHistory:
-    """Per-epoch mean training loss, learning rate and the monitor's measurements."""
+    """Per-epoch mean training loss and learning rate; the monitor's measurements at the epochs it ran."""
 
     loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
@@ -70,24 +72,27 @@ def save_atomically(payload: Any, path: Path) -> None:
 
 def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
                  objective: Objective, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
-    """One pass over ``(x, y)`` in a shuffled order; the mean loss over the examples."""
+    """One pass over ``(x, y)`` in a shuffled order; the mean loss over the examples.
+
+    The objective returns the batch's mean loss; with ``Reduction.SUM`` the step is taken
+    on the sum (mean x batch size), as the authors' code does.
+    """
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
-    total = 0.0
+    total = torch.zeros((), device=x.device)
     for start in range(0, len(x), settings.batch_size):
         batch = order[start:start + settings.batch_size]
         loss = objective(model, x[batch], y[batch])
+        scale = len(batch) if settings.loss_reduction is Reduction.SUM else 1
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * scale).backward()
         optimizer.step()
-        total += loss.item() * len(batch)
-    return total / len(x)
+        total += loss.detach() * len(batch)
+    return float(total) / len(x)
 
 
-def _measure(model: nn.Module, monitor: EpochMonitor | None, epoch: int, seed: int) -> dict[str, float]:
+def _measure(model: nn.Module, monitor: EpochMonitor, epoch: int, seed: int) -> dict[str, float]:
     """The monitor's numbers, with its own random stream: training's generators are untouched."""
-    if monitor is None:
-        return {}
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed + 1000 * (epoch + 1))
@@ -96,19 +101,22 @@ def _measure(model: nn.Module, monitor: EpochMonitor | None, epoch: int, seed: i
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings, *,
           objective: Objective = Natural(), seed: int = 0, checkpoint: Path | None = None,
-          monitor: EpochMonitor | None = None, after_epoch: Callable[[int], None] | None = None) -> TrainHistory:
+          monitor: EpochMonitor | None = None, monitor_every: int = 1,
+          after_epoch: Callable[[int], None] | None = None) -> TrainHistory:
     """Mini-batch training of ``model`` on ``(x, y)`` (already on the model's device).
 
     Shuffling uses its own generator seeded with ``seed``; the learning rate drops by 10 at
     each epoch in ``settings.milestones`` (the paper's schedules). ``monitor(model, epoch)``
-    measures the model after each epoch (e.g. clean and adversarial accuracy on fixed
-    subsets). With ``checkpoint``, each finished epoch is saved atomically and an existing
+    measures the model after every ``monitor_every``-th epoch and the last one (e.g. clean and
+    adversarial accuracy on fixed subsets). With ``checkpoint``, each finished epoch is saved atomically and an existing
     checkpoint is resumed; ``after_epoch(epoch)`` runs once that epoch's checkpoint exists.
     """
     optimizer = make_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), gamma=0.1)
     generator = torch.Generator().manual_seed(seed)
     history, first = TrainHistory(), 0
+    if not isinstance(monitor_every, int) or monitor_every < 1:
+        raise ValueError(f"monitor_every must be an integer >= 1, got {monitor_every!r}")
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=False, map_location=x.device)
         model.load_state_dict(state["model"])
@@ -122,7 +130,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSet
     for epoch in epochs if monitor is not None else progress(epochs, desc="epochs", total=len(epochs)):
         history.loss.append(_train_epoch(model, x, y, settings, objective, optimizer, generator))
         history.lr.append(optimizer.param_groups[0]["lr"])
-        history.metrics.append(_measure(model, monitor, epoch, seed))
+        if monitor is not None and ((epoch + 1) % monitor_every == 0 or epoch + 1 == settings.epochs):
+            history.metrics.append(_measure(model, monitor, epoch, seed))
         scheduler.step()
         if checkpoint is not None:
             save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -158,7 +167,7 @@ def build_for(settings: TrainSettings, x: torch.Tensor, num_classes: int) -> nn.
 def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.Tensor, *,
                   num_classes: int = 10, seed: int = 0, device: torch.device | str = "cpu",
                   objective: Objective = Natural(), monitor: EpochMonitor | None = None,
-                  monitor_config: Any = None,
+                  monitor_config: Any = None, monitor_every: int = 1,
                   after_epoch: Callable[[int], None] | None = None) -> tuple[nn.Module, TrainHistory]:
     """Train ``settings.model`` on ``(x, y)`` or load the stored artifact of an identical run.
 
@@ -169,7 +178,7 @@ def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.
     it by raising (see :func:`train`). The weights are stored on the CPU and moved to ``device``.
     """
     config = {"settings": settings, "seed": seed, "num_classes": num_classes, "objective": objective_key(objective),
-              "monitor": monitor_config}
+              "monitor": monitor_config, "monitor_every": monitor_every}
     inputs = {"x": x, "y": y}
     checkpoint = artifact_root() / "checkpoints" / f"{name}-{artifact_key(name, config, inputs)}.pt"
 
@@ -177,7 +186,8 @@ def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.
         torch.manual_seed(seed)
         model = build_for(settings, x, num_classes).to(device)
         history = train(model, x.to(device), y.to(device), settings, objective=objective, seed=seed,
-                        checkpoint=checkpoint, monitor=monitor, after_epoch=after_epoch)
+                        checkpoint=checkpoint, monitor=monitor, monitor_every=monitor_every,
+                        after_epoch=after_epoch)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
 
     stored = load_or_compute(name, config, fit, seed=seed, inputs=inputs)
