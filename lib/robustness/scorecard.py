@@ -133,7 +133,7 @@ def dropout_rows(tiers: Mapping[str, Sequence[dict[str, Any]]]) -> list[Row]:
 def markdown(rows: Sequence[Row], tiers: Sequence[str], headings: Mapping[str, str]) -> str:
     """The scorecard as a Markdown table: section, the paper's statement, one column per tier
     ("–" where a tier has no cell: an exact result is the same on every machine)."""
-    lines = ["| | the paper's statement | " + " | ".join(headings[t] for t in tiers) + " |",
+    lines = ["| section | the paper's statement | " + " | ".join(headings[t] for t in tiers) + " |",
              "|---|---|" + "---|" * len(tiers)]
     for row in rows:
         cells = [row.cells[t].markdown() if t in row.cells else "–" for t in tiers]
