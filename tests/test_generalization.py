@@ -230,3 +230,14 @@ def test_a_superseded_published_run_is_run_again(tiny_profile, monkeypatch, tmp_
     assert not gen.is_published(run)
     gen.published_path(run).write_text(json.dumps({"method": "trades", "dropout": 0.5, "objectives_revision": 2}))
     assert gen.is_published(run)
+
+
+def test_two_studies_that_share_a_network_train_it_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gen, "run_study", lambda run, device="auto": calls.append(run) or {"slug": run.slug})
+    dropout_without = next(r for r in gen.dropout_runs("ci") if r.dropout == 0 and r.run.method == "at")
+    same_size = next(r for r in gen.sample_size_runs("ci") if r.run.method == "at" and r.job == dropout_without.job)
+    records = gen.run_studies([dropout_without, same_size, gen.early_stopping_run("ci")], "cpu", workers=1)
+    assert [r["slug"] for r in records] == [dropout_without.slug, same_size.slug, gen.early_stopping_run("ci").slug]
+    assert calls[:2] == [dropout_without, gen.early_stopping_run("ci")]  # the shared network first, once in parallel
+    assert calls[2] == same_size  # then read back for the second study (its own record file)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import statistics
@@ -35,6 +36,7 @@ from torch import nn
 
 from lib import REPO_ROOT, datasets
 from lib.artifacts import _plain, array_digest, artifact_root, load_or_compute
+from lib.parallel import cpu_workers, process_map
 from lib.profiles import (DefenseDataset, DefenseEvaluation, DefenseRun, TrainSettings, check_evaluation,
                           check_train_settings, get_profile, resolve_device, with_overrides)
 from lib.robustness.evaluation import count_of, epoch_monitor, evaluate
@@ -266,6 +268,16 @@ def run_job(job: Job, device: str = "auto", *, max_minutes: float | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def run_jobs(jobs: Sequence[Job], device: str = "auto", *, workers: int | None = None) -> list[dict[str, Any]]:
+    """:func:`run_job` for every job, their records in the order of ``jobs``.
+
+    On the CPU the jobs run side by side, ``workers`` processes of one thread each (default:
+    one per core, :func:`lib.parallel.cpu_workers`); stored jobs are read, not trained again.
+    """
+    workers = cpu_workers(resolve_device(device), len(jobs)) if workers is None else workers
+    return process_map(functools.partial(run_job, device=device), list(jobs), workers)
 
 
 def stored_results(profile: str, dataset: str) -> list[dict[str, Any]]:
@@ -636,6 +648,8 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--dataset", required=True)
     grid = sub.add_parser("grid", help="print one command per run of the profile, then run them in order")
     grid.add_argument("--print-only", action="store_true")
+    grid.add_argument("--workers", type=int, default=None,
+                      help="jobs run side by side (default: one per CPU core on the CPU, 1 on a GPU)")
     for p in (train, table, grid):
         p.add_argument("--profile", default="ci")
         p.add_argument("--seed", type=int, default=0)
@@ -665,9 +679,10 @@ def _grid(args: argparse.Namespace) -> int:
     runnable = [job for job in jobs if datasets.available(job.dataset)]
     for job in jobs:
         print(command(job, args.device) if job in runnable else f"# {job.slug} on {job.dataset}: data absent")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if not args.print_only:
-        for job in runnable:
-            record = run_job(job, args.device)
+        for job, record in zip(runnable, run_jobs(runnable, args.device, workers=args.workers)):
             print(f"{job.dataset} {label(record)}: {record['seconds']:.1f} s", file=sys.stderr)
     return 0
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -39,6 +40,7 @@ from torch import nn
 
 from lib import datasets
 from lib.artifacts import REPO_ROOT, array_digest, artifact_root, load_or_compute
+from lib.parallel import cpu_workers, process_map
 from lib.profiles import DefenseEvaluation, DefenseRun, TrainSettings, get_profile, resolve_device
 from lib.robustness import defenses
 from lib.robustness.attacks import robust_accuracy
@@ -290,6 +292,24 @@ def run_study(run: StudyRun, device: str = "auto", *, deadline: float | None = N
                                  lambda: {**_fit_early_stopping(run, resolved, deadline), "device": resolved.type},
                                  seed=run.seed)
     return _store(run, result)
+
+
+def run_studies(runs: Sequence[StudyRun], device: str = "auto", *,
+                workers: int | None = None) -> list[dict[str, Any]]:
+    """:func:`run_study` for every run, their records in the order of ``runs``; on the CPU side by side,
+    one process of one thread per core (:func:`lib.parallel.cpu_workers`)."""
+    first: list[StudyRun] = []  # one run per network: two studies may share one (then it is trained once)
+    for run in runs:
+        if all(_network(run) != _network(other) for other in first):
+            first.append(run)
+    workers = cpu_workers(resolve_device(device), len(first)) if workers is None else workers
+    done = dict(zip(first, process_map(functools.partial(run_study, device=device), first, workers)))
+    return [done[run] if run in done else run_study(run, device) for run in runs]
+
+
+def _network(run: StudyRun) -> Any:
+    """What identifies the network a run trains: its job, or the run itself (early stopping's own artifact)."""
+    return run if run.study is Study.EARLY_STOPPING else run.job
 
 
 SUMMARY_KEYS = ("chosen_epoch", "last_epoch", "oracle_epoch", "adv_test_chosen", "adv_test_last", "adv_test_oracle",

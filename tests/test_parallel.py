@@ -1,0 +1,21 @@
+"""Independent runs side by side: results in order, one thread per worker, CPU only."""
+
+import torch
+
+from lib.parallel import cpu_workers, process_map
+
+
+def threads_and_square(value: int) -> tuple[int, int]:
+    return torch.get_num_threads(), value * value
+
+
+def test_process_map_keeps_the_order_and_gives_each_worker_one_thread():
+    assert process_map(threads_and_square, [3, 1, 2], workers=2) == [(1, 9), (1, 1), (1, 4)]
+    assert process_map(threads_and_square, [5], workers=2) == [(torch.get_num_threads(), 25)]  # in this process
+
+
+def test_workers_are_one_per_core_on_the_cpu_and_one_on_a_gpu(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert cpu_workers(torch.device("cpu"), 14) == 2
+    assert cpu_workers(torch.device("cpu"), 1) == 1
+    assert cpu_workers(torch.device("cuda"), 14) == 1
