@@ -18,6 +18,8 @@ from typing import TypeVar
 
 import torch
 
+from lib.progress import progress
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -29,17 +31,22 @@ def cpu_workers(device: torch.device, jobs: int) -> int:
     return max(1, min(os.cpu_count() or 1, jobs))
 
 
-def _one_thread() -> None:
+def _quiet_worker() -> None:
+    """One thread, and no progress bars: several workers' bars would interleave on one stderr."""
     torch.set_num_threads(1)
+    os.environ["CLOSER_LOOK_PROGRESS"] = "0"
 
 
-def process_map(function: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+def process_map(
+    function: Callable[[T], R], items: Sequence[T], workers: int, desc: str = "jobs"
+) -> list[R]:
     """``[function(item) for item in items]``, ``workers`` processes at a time (fresh interpreters, one thread each).
 
     ``function`` must be importable (a module-level function); ``workers <= 1`` runs in this process.
+    The workers draw no progress bars; this process draws one bar over the items, labelled ``desc``.
     """
     if workers <= 1 or len(items) < 2:
         return [function(item) for item in items]
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
-        return list(pool.map(function, items))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_quiet_worker) as pool:
+        return list(progress(pool.map(function, items), desc=desc, total=len(items)))

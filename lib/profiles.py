@@ -242,17 +242,17 @@ _SWEEP = (*_METHODS[:5], *(DefenseRun("rst", (("lam", lam),)) for lam in (0.5, 1
 
 # ci, sized from what the 2-core CPU measured (benchmarks/ci_sizing.py): the strided CNN (half
 # the multiply-adds of the small CNN, and no max-pooling: a naturally trained one is not
-# robust, as the paper's are not), a small training set trained to fit (1,000 images x 20
-# epochs, 320 Adam steps), PGD on 500 training and 500 test points and AutoAttack on the same
+# robust, as the paper's are not), a small training set trained to fit (1,000 images x 15
+# epochs, 240 Adam steps), PGD on 500 training and 500 test points and AutoAttack on the same
 # 500 test points (one accuracy's standard error <= 2.3 points), the Lipschitz estimate on
-# 200 points, the epoch monitor on 100 points every 5 epochs. On 2 free cores, one job per
+# 200 points, the epoch monitor on 100 points every 3 epochs. On 2 free cores, one job per
 # core (lib.parallel), the seven MNIST jobs take about 80 s of wall time.
-_CI_TRAIN = TrainSettings(model="strided", train_size=1_000, epochs=20, batch_size=64,
+_CI_TRAIN = TrainSettings(model="strided", train_size=1_000, epochs=15, batch_size=64,
                           optimizer=Optimizer.ADAM, lr=1e-3)
 _CI_EVALUATION = DefenseEvaluation(
     adv_train_size=500, adv_test_size=500, attack_steps=10, autoattack_size=500,
     autoattack_iterations=20, autoattack_standard=False, autoattack_targets=3, lipschitz_size=200,
-    lipschitz_steps=10, lipschitz_restarts=1, monitor_size=100, monitor_every=5,
+    lipschitz_steps=10, lipschitz_restarts=1, monitor_size=100, monitor_every=3,
 )
 _CI_DEFENSES = DefensesSettings(
     datasets=(DefenseDataset("mnist", _CI_TRAIN), DefenseDataset("fashion_mnist", _CI_TRAIN)),
@@ -305,18 +305,18 @@ _FULL_DEFENSES = DefensesSettings(
 # networks: its no-dropout AT, RST and TRADES runs and its 1,000-image natural and AT runs
 # are the same jobs (same settings, same artifacts), so only the dropout networks, the
 # sample-size ladder and the long early-stopping run are new. Every size of the ladder sees
-# the defenses job's 20,000 images (250 x 80 epochs ... 5,000 x 4): trained as far; so does
-# the early-stopping run (250 images x 80 epochs).
+# the defenses job's 15,000 images (250 x 60 epochs ... 5,000 x 3): trained as far; so does
+# the early-stopping run (250 images x 60 epochs).
 _ROBUST_RUNS = (DefenseRun("at"), DefenseRun("rst", (("lam", 1.0),)), DefenseRun("trades", (("beta", 3.0),)))
 _CI_GENERALIZATION = GeneralizationSettings(
     # MNIST only: there the robust networks fit their training points (adversarial gaps of
-    # 12-14 points to close); on Fashion-MNIST 1,000 images x 20 epochs leave gaps of 5-8.
+    # 12-14 points to close); on Fashion-MNIST 1,000 images x 15-20 epochs leave gaps of 5-8.
     dropout=DropoutStudy(datasets=(DropoutDataset("mnist", _CI_TRAIN, 0.5),), runs=_ROBUST_RUNS),
     early_stopping=EarlyStoppingStudy(
         dataset="mnist", run=DefenseRun("at"), validation_size=200, monitor_size=200,
-        train=dataclasses.replace(_CI_TRAIN, train_size=250, epochs=80)),
+        train=dataclasses.replace(_CI_TRAIN, train_size=250, epochs=60)),
     sample_size=SampleSizeStudy(dataset="mnist", runs=(DefenseRun("natural"), DefenseRun("at")),
-                                sizes=(250, 1_000, 5_000), images_seen=20_000, train=_CI_TRAIN),
+                                sizes=(250, 1_000, 5_000), images_seen=15_000, train=_CI_TRAIN),
     evaluation=_CI_EVALUATION,
 )
 # gpu: CNN002 (the paper's MNIST network, dropout 0.5 after its first dense layer) on

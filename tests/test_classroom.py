@@ -39,7 +39,7 @@ from lib.classroom.samples import SAMPLE_ASSIGNMENT, write_samples
 from lib.classroom.worker import limit_file_size
 
 NAMES = [a.name for a in assignments()]
-CELL_TIMEOUT = 30  # nbgrader's default; the looping sample sleeps: wall time, not CPU
+CELL_TIMEOUT = 15  # half nbgrader's default (30): the looping sample sleeps it out (wall time, not CPU); a reference cell takes <= 3 s
 
 
 def digest(folder):

@@ -1,5 +1,7 @@
 """Independent runs side by side: results in order, one thread per worker, CPU only."""
 
+import os
+
 import torch
 
 from lib.parallel import cpu_workers, process_map
@@ -7,6 +9,10 @@ from lib.parallel import cpu_workers, process_map
 
 def threads_and_square(value: int) -> tuple[int, int]:
     return torch.get_num_threads(), value * value
+
+
+def progress_setting(_: int) -> str | None:
+    return os.environ.get("CLOSER_LOOK_PROGRESS")
 
 
 def test_process_map_keeps_the_order_and_gives_each_worker_one_thread():
@@ -19,3 +25,8 @@ def test_workers_are_one_per_core_on_the_cpu_and_one_on_a_gpu(monkeypatch):
     assert cpu_workers(torch.device("cpu"), 14) == 2
     assert cpu_workers(torch.device("cpu"), 1) == 1
     assert cpu_workers(torch.device("cuda"), 14) == 1
+
+
+def test_workers_draw_no_progress_bars(monkeypatch):
+    monkeypatch.setenv("CLOSER_LOOK_PROGRESS", "1")
+    assert process_map(progress_setting, [0, 1], workers=2) == ["0", "0"]

@@ -277,7 +277,7 @@ def run_jobs(jobs: Sequence[Job], device: str = "auto", *, workers: int | None =
     one per core, :func:`lib.parallel.cpu_workers`); stored jobs are read, not trained again.
     """
     workers = cpu_workers(resolve_device(device), len(jobs)) if workers is None else workers
-    return process_map(functools.partial(run_job, device=device), list(jobs), workers)
+    return process_map(functools.partial(run_job, device=device), list(jobs), workers, desc="defense jobs")
 
 
 def stored_results(profile: str, dataset: str) -> list[dict[str, Any]]:
@@ -293,11 +293,17 @@ def in_grid_order(folder: Path, profile: str, dataset: str) -> list[dict[str, An
     return sorted(records, key=lambda r: order.get(label(r), len(order)))
 
 
-def _run_of(record: dict[str, Any]) -> DefenseRun:
-    defaults = dataclasses.asdict(make_objective(record["method"], record["eps"]))
-    changed = tuple((k, float(v)) for k, v in record["params"].items()
+def canonical_run(run: DefenseRun, eps: float) -> DefenseRun:
+    """``run`` with only the parameters that differ from its method's defaults: one spelling per run
+    (``rst`` with ``lam=1`` spelled out or not is the same run)."""
+    defaults = dataclasses.asdict(make_objective(run.method, eps))
+    changed = tuple((k, float(v)) for k, v in run.params
                     if k in defaults and v != defaults[k] and k != "eps")  # older records may hold retired fields
-    return DefenseRun(record["method"], changed)
+    return DefenseRun(run.method, changed)
+
+
+def _run_of(record: dict[str, Any]) -> DefenseRun:
+    return canonical_run(DefenseRun(record["method"], tuple(record["params"].items())), record["eps"])
 
 
 def label(record: dict[str, Any]) -> str:

@@ -303,7 +303,7 @@ def run_studies(runs: Sequence[StudyRun], device: str = "auto", *,
         if all(_network(run) != _network(other) for other in first):
             first.append(run)
     workers = cpu_workers(resolve_device(device), len(first)) if workers is None else workers
-    done = dict(zip(first, process_map(functools.partial(run_study, device=device), first, workers)))
+    done = dict(zip(first, process_map(functools.partial(run_study, device=device), first, workers, desc="studies")))
     return [done[run] if run in done else run_study(run, device) for run in runs]
 
 
@@ -345,18 +345,22 @@ def read_records(folder: Path, profile: str) -> dict[str, list[dict[str, Any]]]:
 
 def stored_records(profile: str, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """The records this machine computed for the profile's current runs (``<artifacts>/generalization/<profile>/``)."""
-    current = {(r.study.value, r.slug) for r in study_runs(profile, seed)}
+    current = {(r.study.value, _key_of_run(r)) for r in study_runs(profile, seed)}
     found = read_records(artifact_root() / "generalization" / get_profile(profile).name, profile)
-    found = {study: [r for r in rs if (study, _slug_of(r)) in current] for study, rs in found.items()}
+    found = {study: [r for r in rs if (study, _key_of_record(r)) in current] for study, rs in found.items()}
     return {study: rs for study, rs in found.items() if rs}
 
 
-def _slug_of(record: dict[str, Any]) -> str:
-    """The slug of the run a record was made by (as :attr:`StudyRun.slug`)."""
-    size = "all" if record["train_size"] is None else record["train_size"]
-    params = "".join(f"-{k}{v:g}" for k, v in defenses._run_of(record).params)
-    return f"{record['dataset']}-{record['method']}{params}-seed{record['seed']}-{record['model']}" \
-           f"-dropout{record['dropout']:g}-n{size}-e{record['epochs']}"
+def _key_of_record(record: dict[str, Any]) -> tuple:
+    """What identifies the run a record was made by (its parameters in one spelling)."""
+    return (record["dataset"], defenses._run_of(record), record["seed"], record["model"], record["dropout"],
+            record["train_size"], record["epochs"])
+
+
+def _key_of_run(run: StudyRun) -> tuple:
+    """:func:`_key_of_record` of the record ``run`` writes."""
+    return (run.dataset, defenses.canonical_run(run.run, run.job.radius), run.seed, run.train.model, run.dropout,
+            run.train.train_size, run.train.epochs)
 
 
 def published_records(profile: str) -> dict[str, list[dict[str, Any]]]:
