@@ -38,15 +38,31 @@ def _quiet_worker() -> None:
 
 
 def process_map(
-    function: Callable[[T], R], items: Sequence[T], workers: int, desc: str = "jobs"
+    function: Callable[[T], R], items: Sequence[T], workers: int, desc: str = "jobs",
+    cost: Callable[[T], float] | None = None,
 ) -> list[R]:
     """``[function(item) for item in items]``, ``workers`` processes at a time (fresh interpreters, one thread each).
 
     ``function`` must be importable (a module-level function); ``workers <= 1`` runs in this process.
-    The workers draw no progress bars; this process draws one bar over the items, labelled ``desc``.
+    With ``cost`` (an estimate of each item's work) the costliest items start first, so that no
+    long item starts last while the other workers idle (longest-processing-time-first scheduling);
+    the results keep the order of ``items``. The workers draw no progress bars; this process
+    draws one bar over the items, labelled ``desc``.
     """
     if workers <= 1 or len(items) < 2:
         return [function(item) for item in items]
+    order = start_order(items, cost)
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds OpenMP threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_quiet_worker) as pool:
-        return list(progress(pool.map(function, items), desc=desc, total=len(items)))
+        done = list(progress(pool.map(function, [items[i] for i in order]), desc=desc, total=len(items)))
+    results: list[R] = [None] * len(items)  # type: ignore[list-item]
+    for position, result in zip(order, done):
+        results[position] = result
+    return results
+
+
+def start_order(items: Sequence[T], cost: Callable[[T], float] | None) -> list[int]:
+    """Indices of ``items``, costliest first (ties and ``cost=None``: the given order)."""
+    if cost is None:
+        return list(range(len(items)))
+    return sorted(range(len(items)), key=lambda i: -cost(items[i]))

@@ -277,7 +277,13 @@ def run_jobs(jobs: Sequence[Job], device: str = "auto", *, workers: int | None =
     one per core, :func:`lib.parallel.cpu_workers`); stored jobs are read, not trained again.
     """
     workers = cpu_workers(resolve_device(device), len(jobs)) if workers is None else workers
-    return process_map(functools.partial(run_job, device=device), list(jobs), workers, desc="defense jobs")
+    return process_map(functools.partial(run_job, device=device), list(jobs), workers, desc="defense jobs",
+                       cost=training_passes)
+
+
+def training_passes(job: Job) -> float:
+    """Forward-backward passes of the job's training (inner steps included): the scheduler's cost estimate."""
+    return PASSES_PER_IMAGE[job.run.method] * (job.train.train_size or 60_000) * job.train.epochs
 
 
 def stored_results(profile: str, dataset: str) -> list[dict[str, Any]]:

@@ -303,7 +303,8 @@ def run_studies(runs: Sequence[StudyRun], device: str = "auto", *,
         if all(_network(run) != _network(other) for other in first):
             first.append(run)
     workers = cpu_workers(resolve_device(device), len(first)) if workers is None else workers
-    done = dict(zip(first, process_map(functools.partial(run_study, device=device), first, workers, desc="studies")))
+    done = dict(zip(first, process_map(functools.partial(run_study, device=device), first, workers,
+                                       desc="studies", cost=run_passes)))
     return [done[run] if run in done else run_study(run, device) for run in runs]
 
 
