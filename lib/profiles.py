@@ -246,7 +246,7 @@ _SWEEP = (*_METHODS[:5], *(DefenseRun("rst", (("lam", lam),)) for lam in (0.5, 1
 # epochs, 240 Adam steps), PGD on 500 training and 500 test points and AutoAttack on the same
 # 500 test points (one accuracy's standard error <= 2.3 points), the Lipschitz estimate on
 # 200 points, the epoch monitor on 100 points every 3 epochs. On 2 free cores, one job per
-# core (lib.parallel), the seven MNIST jobs take about 80 s of wall time.
+# core (lib.parallel), the seven MNIST jobs take about 75 s of wall time.
 _CI_TRAIN = TrainSettings(model="strided", train_size=1_000, epochs=15, batch_size=64,
                           optimizer=Optimizer.ADAM, lr=1e-3)
 _CI_EVALUATION = DefenseEvaluation(
