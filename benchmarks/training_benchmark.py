@@ -7,7 +7,17 @@ and prints the library's overhead as a ratio (target <= 1.1). Each figure is the
 ``--repeat`` runs (timings are noisy on shared machines). Runs on the CPU and, when
 present, on CUDA.
 
+Then it times K networks trained one after the other (K calls of ``train``) against the
+same K trained in one step (lib.robustness.packed.train_packed), K = ``--packs``: images per
+second (all K networks' images) and achieved GFLOP/s, counted as the book counts its GPU
+throughput (lib.robustness.defenses.forward_macs, PASSES_PER_IMAGE): 6 FLOPs per
+multiply-add of one forward pass (the forward, and a backward of twice its cost) per pass,
+natural 1 pass per image, AT 11 (10 PGD steps and the outer pass), TRADES 12 (10 steps and
+two outer passes). An attack step's backward computes no weight gradients, so these
+figures overstate the work a little, equally for both.
+
     .venv/bin/python benchmarks/training_benchmark.py --images 1024 --repeat 3
+    .venv/bin/python benchmarks/training_benchmark.py --quick   # about 30 s on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.robustness.attacks import robust_accuracy
+from lib.robustness.defenses import PASSES_PER_IMAGE, forward_macs
 from lib.robustness.models import build_model
 from lib.robustness.objectives import AT, TRADES, Natural
+from lib.robustness.packed import train_packed
 from lib.profiles import Optimizer, TrainSettings
 from lib.robustness.training import train
 
@@ -115,6 +127,57 @@ def bench(device: torch.device, model_name: str, images: int, batch: int, repeat
     return rows
 
 
+def training_gflop(model_name: str, method: str, images: int) -> float:
+    """GFLOPs of training on ``images`` 28x28 images, counted as the book counts them (see the module)."""
+    return 6.0 * forward_macs(build_model(model_name), (1, 28, 28)) * PASSES_PER_IMAGE[method] * images / 1e9
+
+
+def random_data(networks: int, images: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One random (x, y) of ``images`` 28x28 images per network."""
+    return [(torch.rand(images, 1, 28, 28, device=device), torch.randint(0, 10, (images,), device=device))
+            for _ in range(networks)]
+
+
+def bench_packed(device: torch.device, model_name: str, images: int, batch: int, repeat: int,
+                 packs: list[int]) -> list[tuple[str, int, float, float]]:
+    """``(method, K, sequential img/s, packed img/s)``: K networks trained one after the other, then in one step."""
+    torch.manual_seed(0)
+    settings = TrainSettings(model=model_name, train_size=None, epochs=1, batch_size=batch,
+                             optimizer=Optimizer.ADAM, lr=1e-3)
+    fresh = lambda: build_model(model_name).to(device)  # noqa: E731
+    train_packed([fresh(), fresh()], random_data(2, 8, device), settings, seeds=[0, 1])  # one-time imports, untimed
+    rows = []
+    for name, objective in (("natural", Natural()), ("at", AT(eps=EPS)), ("trades", TRADES(beta=3.0, eps=EPS))):
+        for networks in packs:
+            data, seeds = random_data(networks, images, device), list(range(networks))
+
+            def sequential() -> None:
+                for seed, (x, y) in zip(seeds, data):
+                    train(fresh(), x, y, settings, objective=objective, seed=seed)
+
+            def packed() -> None:
+                train_packed([fresh() for _ in seeds], data, settings, objectives=objective, seeds=seeds)
+
+            total = networks * images
+            rows.append((name, networks, best_rate(sequential, total, repeat, device),
+                         best_rate(packed, total, repeat, device)))
+    return rows
+
+
+def print_packed(devices: list[torch.device], models: list[str], images: int, batch: int, repeat: int,
+                 packs: list[int]) -> None:
+    """The sequential-vs-packed table: images/s, GFLOP/s and packed / sequential."""
+    print(f"\n{images} images per network, batch {batch}; img/s counts all K networks' images")
+    print(f"{'device':<7}{'model':<8}{'work':<9}{'K':>3}{'seq img/s':>10}{'packed img/s':>13}"
+          f"{'seq GFLOP/s':>12}{'packed GFLOP/s':>15}{'packed/seq':>11}")
+    for device in devices:
+        for model_name in models:
+            for method, networks, seq, packed in bench_packed(device, model_name, images, batch, repeat, packs):
+                per_image = training_gflop(model_name, method, 1)
+                print(f"{device.type:<7}{model_name:<8}{method:<9}{networks:>3}{seq:10.0f}{packed:13.0f}"
+                      f"{seq * per_image:12.2f}{packed * per_image:15.2f}{packed / seq:11.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=1024, help="training images (adversarial runs use a quarter)")
@@ -122,7 +185,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--models", default="small,cnn002")
     parser.add_argument("--devices", default="cpu,cuda", help="devices to time; cuda is skipped where absent")
+    parser.add_argument("--packs", default="1,4,16", help="numbers of networks trained in one step")
+    parser.add_argument("--per-network", type=int, default=None,
+                        help="images per network in the packed comparison (default: a quarter of --images)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run (strided CNN, 256 images, 128 per network, batch 32, best of 2)")
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.batch, args.repeat, args.models, args.per_network = 256, 32, 2, "strided", 128
     devices = [torch.device(name) for name in args.devices.split(",")
                if name != "cuda" or torch.cuda.is_available()]
     print(f"{'device':<7}{'model':<8}{'work':<15}{'book img/s':>11}{'plain img/s':>12}{'ratio':>7}")
@@ -131,6 +201,8 @@ def main() -> None:
             for work, book, plain in bench(device, model_name, args.images, args.batch, args.repeat):
                 print(f"{device.type:<7}{model_name:<8}{work:<15}{book:11.0f}{plain:12.0f}{plain / book:7.2f}",
                       flush=True)
+    print_packed(devices, args.models.split(","), args.per_network or args.images // 4, args.batch, args.repeat,
+                 [int(k) for k in args.packs.split(",")])
 
 
 if __name__ == "__main__":

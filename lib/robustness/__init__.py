@@ -8,5 +8,7 @@ step), :mod:`.training` (resumable training keyed on its objective), :mod:`.eval
 paper's table columns with their standard errors, and AutoAttack), :mod:`.defenses` (one job
 per run, its claims and the ``python -m lib.defenses`` command line), :mod:`.generalization`
 (dropout, early stopping, training-set size) and :mod:`.scorecard` (every measured claim of
-the paper with its verdicts). Noise and verdicts follow :mod:`lib.stats`.
+the paper with its verdicts). :mod:`.packed` trains K networks of one architecture in one step
+(the GPU tier's grids), equal to K separate runs; :mod:`.streams` gives each network its own
+random draws. Noise and verdicts follow :mod:`lib.stats`.
 """

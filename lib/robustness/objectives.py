@@ -22,6 +22,10 @@ dropout mask and one set of batch-norm statistics (:func:`lib.robustness.same_ne
 Without it, a penalty that compares two passes (LLR's gamma, GR's finite difference,
 TRADES' KL) also measures the difference between two dropout masks.
 
+**Random draws** (random starts, dropout masks) go through :mod:`lib.robustness.streams`: the
+global generator, or one generator per network when several networks train in one step
+(:mod:`lib.robustness.packed`).
+
 **Where the attack runs.** The book runs every inner maximisation of AT, RST and TRADES
 with the network in eval mode (dropout off, running batch-norm statistics), as TRADES'
 and the authors' TRADES code do; the authors' AT and RST attack with the network in
@@ -50,6 +54,7 @@ from torch import nn
 
 from lib.robustness.attacks import eval_mode, linf_bounds
 from lib.robustness.same_network import same_network
+from lib.robustness.streams import normal_like, uniform_like
 
 
 def _check(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
@@ -156,7 +161,7 @@ class LLR:
                 inner = F.cross_entropy(model(z), y, reduction="none")
                 return (inner - base - ((z - x.detach()) * slope).flatten(1).sum(1)).abs()
 
-            start = x.detach() + torch.empty_like(x).uniform_(-self.eps, self.eps)
+            start = x.detach() + uniform_like(x, -self.eps, self.eps)
             x_llr = _ascend(model, x.detach(), start, self.eps, self.steps, self.step_size or self.eps / 2,
                             deviation, train_mode=True)
             delta = x_llr - x.detach()
@@ -197,14 +202,14 @@ class AuthorsLLR:
 
     def perturbation(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """delta: the authors' search, ``steps`` normalised-gradient steps, clipped to the box, rescaled into the ball."""
-        delta = 0.001 * torch.randn_like(x)
+        delta = 0.001 * normal_like(x)
         shape = (-1, *[1] * (x.ndim - 1))
         with eval_mode(model):
             for _ in range(self.steps):
                 delta.requires_grad_(True)
                 (grad,) = torch.autograd.grad(F.cross_entropy(model(x + delta), y, reduction="sum"), delta)
                 size = grad.flatten(1).abs().amax(dim=1)
-                grad = torch.where(size.view(shape) > 0, grad / size.clamp_min(1e-30).view(shape), torch.randn_like(grad))
+                grad = torch.where(size.view(shape) > 0, grad / size.clamp_min(1e-30).view(shape), normal_like(grad))
                 delta = torch.clamp(x + delta.detach() + (self.step_size or self.eps / 2) * grad, 0, 1) - x
                 largest = delta.flatten(1).abs().amax(dim=1).clamp_min(1e-30)
                 delta = delta * torch.clamp(self.eps / largest, max=1.0).view(shape)
@@ -239,7 +244,7 @@ class AT:
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """PGD on the cross-entropy (eval mode): the point inside the ball and [0, 1] that the loss is taken at."""
-        noise = torch.empty_like(x).uniform_(-self.eps, self.eps) if self.random_start else 0.0
+        noise = uniform_like(x, -self.eps, self.eps) if self.random_start else 0.0
         gain = lambda z: F.cross_entropy(model(z), y, reduction="none")  # noqa: E731
         return _ascend(model, x, x + noise, self.eps, self.steps, self.step_size or self.eps / 5, gain)
 
@@ -294,7 +299,7 @@ class TRADES:
         with torch.no_grad(), eval_mode(model):
             target = F.softmax(model(x), dim=1)
         gain = lambda z: F.kl_div(F.log_softmax(model(z), dim=1), target, reduction="none").sum(1)  # noqa: E731
-        start = x + 0.001 * torch.randn_like(x)
+        start = x + 0.001 * normal_like(x)
         return _ascend(model, x, start, self.eps, self.steps, self.step_size or self.eps / 5, gain)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,8 @@ noisy units, and LLR with dropout trains a constant network.
 
 Inside :func:`same_network` every train-mode pass of the model sees the same network:
 
-* each :class:`torch.nn.Dropout` draws its mask at its first call (per input shape) and
-  reuses it for every later call;
+* each :class:`torch.nn.Dropout` draws its mask at its first call (per input shape, through
+  :func:`lib.robustness.streams.bernoulli_like`) and reuses it for every later call;
 * each batch-norm layer normalises every call with the batch statistics of its *first*
   call (the clean batch in every objective of :mod:`lib.robustness.objectives`), and updates its
   running statistics once.
@@ -33,6 +33,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from lib.robustness.streams import bernoulli_like
+
 _MARK = "_same_network_active"
 
 
@@ -46,7 +48,7 @@ def _shared_dropout(module: nn.Dropout) -> Any:
         key = (tuple(x.shape), x.dtype, x.device)
         if key not in masks:
             keep = 1.0 - module.p
-            masks[key] = torch.empty_like(x).bernoulli_(keep) / keep
+            masks[key] = bernoulli_like(x, keep) / keep
         return x * masks[key]
 
     return forward
@@ -85,9 +87,15 @@ def _update_running_stats(module: _BatchNorm, mean: torch.Tensor, var: torch.Ten
 
 
 def _patch(module: nn.Module) -> bool:
-    """Give ``module`` its shared forward; False for modules without randomness or batch statistics."""
+    """Give ``module`` its shared forward; False for modules without randomness or batch statistics.
+
+    A module with a ``shared_forward()`` method (a packed dropout, :mod:`lib.robustness.packed`)
+    supplies its own.
+    """
     if type(module) is nn.Dropout:
         module.forward = _shared_dropout(module)
+    elif callable(getattr(module, "shared_forward", None)):
+        module.forward = module.shared_forward()
     elif isinstance(module, _BatchNorm):
         module.forward = _shared_batch_norm(module)
     elif isinstance(module, _DropoutNd):
