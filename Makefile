@@ -1,12 +1,15 @@
 # The book in two commands (see README.md):
 #   make book   create .venv, fetch and verify the data, execute every chapter, render HTML
 #   make test   the same set-up, then unit tests + nbval over the executed notebooks + HTML checks
-# Options: PROFILE=ci|gpu|full (default ci), DEVICE=auto|cpu|cuda|cuda:N|mps, PYTHON=python3.11.
+# Options: PROFILE=ci|gpu|full (default ci), DEVICE=auto|cpu|cuda|cuda:N|mps, PYTHON=python3.11
+# (on the command line, or CLOSER_LOOK_PROFILE / CLOSER_LOOK_DEVICE in the environment).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
-PROFILE ?= ci
-DEVICE ?= auto
+# `make PROFILE=full` on the command line wins; otherwise CLOSER_LOOK_PROFILE / CLOSER_LOOK_DEVICE
+# from the environment, else ci / auto. A bare PROFILE or DEVICE exported for another tool is ignored.
+PROFILE := $(or $(CLOSER_LOOK_PROFILE),ci)
+DEVICE := $(or $(CLOSER_LOOK_DEVICE),auto)
 VENV := .venv
 PY := $(VENV)/bin/python
 SITE := _build/$(PROFILE)/site
@@ -35,7 +38,7 @@ ifeq ($(shell echo '$(DEVICE)' | grep -Ex 'auto|cpu|cuda|cuda:[0-9]+|mps'),)
 $(error unknown DEVICE '$(DEVICE)'; valid devices: auto, cpu, cuda, cuda:N, mps)
 endif
 
-.PHONY: book test env data execute html clean chromium student-pack grade
+.PHONY: book test unit env data execute html clean chromium student-pack grade
 .DEFAULT_GOAL := book
 
 book: $(HTML)
@@ -44,6 +47,12 @@ book: $(HTML)
 test: $(HTML) $(AXE) $(ACTIONLINT) chromium
 	CLOSER_LOOK_PROGRESS=0 BOOK_PROFILE=$(PROFILE) $(PY) -m pytest tests $(SITE)/book \
 	  --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1800
+
+# The library's own tests (no built book needed; about 2 minutes): all but the tests that read the
+# built book (browser, HTML, publishing) and the classroom's grading of every assignment.
+unit: data
+	CLOSER_LOOK_PROGRESS=0 $(PY) -m pytest tests --ignore=tests/test_browser.py --ignore=tests/test_book_html.py \
+	  --ignore=tests/test_publishing.py --ignore=tests/test_classroom.py
 
 env: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml

@@ -415,9 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("chapters", nargs="*", help="chapter sources (default: every chapter in _toc.yml)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     for command in (run, sub.add_parser("build", help="render the executed notebooks to HTML")):
-        command.add_argument("--profile", default=os.environ.get("PROFILE", "ci"),
-                             help=f"one of: {', '.join(PROFILES)} (default ci)")
-    run.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda, cuda:N or mps")
+        command.add_argument("--profile", default=os.environ.get("CLOSER_LOOK_PROFILE", "ci"),
+                             help=f"one of: {', '.join(PROFILES)} (default: $CLOSER_LOOK_PROFILE, else ci)")
+    run.add_argument("--device", default=os.environ.get("CLOSER_LOOK_DEVICE", "auto"),
+                     help="auto, cpu, cuda, cuda:N or mps (default: $CLOSER_LOOK_DEVICE, else auto)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--force", action="store_true", help="execute even chapters that are up to date")
     args = parser.parse_args(argv)

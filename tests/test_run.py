@@ -106,3 +106,35 @@ def test_chapters_run_on_a_local_kernel_without_the_tcp_warning(tmp_path, capfd)
     assert outputs[0]["text"].strip() == "42"
     assert "without encryption" not in capfd.readouterr().err
     assert not list(target.parent.glob("kernel-*"))  # no socket files left beside the chapter
+
+
+def _make_settings(env: dict[str, str], *arguments: str) -> str:
+    """The runner line ``make`` would run for ``execute`` with ``env`` added to a clean environment."""
+    import os
+    import subprocess
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLOSER_LOOK_") and k not in ("PROFILE", "DEVICE")}
+    out = subprocess.run(["make", "-n", "-B", "execute", *arguments], cwd=REPO_ROOT, env={**clean, **env},
+                         capture_output=True, text=True, check=True).stdout
+    (line,) = [line for line in out.splitlines() if "lib.run execute" in line]
+    return line.split("lib.run execute ")[1]
+
+
+def test_make_reads_prefixed_settings_and_ignores_a_bare_exported_profile():
+    assert _make_settings({"PROFILE": "full", "DEVICE": "cuda"}) == "--profile ci --device auto"
+    assert _make_settings({"CLOSER_LOOK_PROFILE": "gpu", "CLOSER_LOOK_DEVICE": "cpu"}) == "--profile gpu --device cpu"
+    assert _make_settings({"CLOSER_LOOK_PROFILE": "gpu"}, "PROFILE=full") == "--profile full --device auto"
+
+
+def test_the_runner_defaults_to_the_prefixed_environment(monkeypatch):
+    import lib.run
+
+    calls = {}
+    monkeypatch.setattr(lib.run, "execute", lambda chapters, **kwargs: calls.update(kwargs) or [])
+    monkeypatch.setenv("PROFILE", "full")
+    monkeypatch.setenv("CLOSER_LOOK_DEVICE", "cpu")
+    assert lib.run.main(["execute", "book/02_r_separation.md"]) == 0
+    assert calls["profile"] == "ci" and calls["device"] == "cpu"
+    monkeypatch.setenv("CLOSER_LOOK_PROFILE", "gpu")
+    assert lib.run.main(["execute", "book/02_r_separation.md"]) == 0
+    assert calls["profile"] == "gpu"
