@@ -334,3 +334,38 @@ def test_gpu_throughput_is_measured_from_published_records(tmp_path, monkeypatch
     assert measured and tflops == pytest.approx(sorted(rates)[1])
     assert d.run_training_flops({**base, "method": "at"}) == pytest.approx(
         11 * d.run_training_flops({**base, "method": "natural"}))
+
+
+def test_grid_list_gives_one_json_line_per_job_and_flags_absent_data(fake_runs, monkeypatch, capsys):
+    monkeypatch.setattr(defenses.datasets, "available", lambda name: name == "mnist")
+    assert defenses.main(["grid", "--list", "--profile", "ci", "--device", "cpu"]) == 0
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    jobs = defenses.grid_jobs("ci")
+    assert [e["index"] for e in entries] == list(range(len(jobs)))
+    assert [e["slug"] for e in entries] == [job.slug for job in jobs]
+    assert {e["dataset"] for e in entries if not e["data_present"]} == {"fashion_mnist"}
+    assert not any(e["stored"] for e in entries) and all(e["command"].startswith("python -m lib.defenses train")
+                                                         for e in entries)
+
+
+def test_train_index_runs_the_listed_job_and_defaults_to_the_slurm_array_task(fake_runs, monkeypatch, capsys):
+    jobs = defenses.grid_jobs("ci")
+    assert defenses.main(["train", "--index", "1", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == jobs[1].run.method
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    assert defenses.main(["train", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == jobs[4].run.method
+    assert defenses.result_path(jobs[4]).exists() and defenses.result_path(jobs[1]).exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--index", "99"], "job index 99 is out of range: the ci grid has jobs 0 to 13"),
+    (["--index", "1", "--dataset", "mnist"], "give --dataset and --method, or --index N alone"),
+    (["--index", "1", "--set", "beta=1"], "--index runs the grid's job as listed"),
+    (["--dataset", "mnist"], "give --dataset and --method, or --index N alone"),
+])
+def test_train_refuses_a_bad_index_before_any_work(fake_runs, monkeypatch, capsys, argv, message):
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert defenses.main(["train", *argv, "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(fake_runs.rglob("*.json"))

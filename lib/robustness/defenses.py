@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -647,8 +648,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib.defenses", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train (or resume), evaluate, print and store one result")
-    train.add_argument("--dataset", required=True)
-    train.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    train.add_argument("--dataset", help="with --method: the job to run")
+    train.add_argument("--method", help=f"one of {', '.join(METHODS)}")
+    train.add_argument("--index", type=int, default=None,
+                       help="instead of --dataset/--method: the grid's job N (grid --list; default $SLURM_ARRAY_TASK_ID)")
     train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a hyper-parameter")
     train.add_argument("--train", action="append", default=[], metavar="NAME=VALUE",
                        help=f"a training setting ({', '.join(f.name for f in dataclasses.fields(TrainSettings))})")
@@ -660,6 +663,9 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--dataset", required=True)
     grid = sub.add_parser("grid", help="print one command per run of the profile, then run them in order")
     grid.add_argument("--print-only", action="store_true")
+    grid.add_argument("--list", action="store_true",
+                      help="one JSON line per job (index, dataset, method, params, seed, slug, data_present, stored, "
+                           "command), in grid order; nothing runs")
     grid.add_argument("--workers", type=int, default=None,
                       help="jobs run side by side (default: one per CPU core on the CPU, 1 on a GPU)")
     for p in (train, table, grid):
@@ -671,8 +677,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    job = make_job(args.dataset, args.method, parse_params(args.set), args.profile, seed=args.seed, eps=args.eps,
-                   train=args.train, evaluation=args.eval)
+    job = _job_of(args)
     resolve_device(args.device)
     try:
         record = run_job(job, args.device, max_minutes=args.max_minutes)
@@ -685,8 +690,47 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_of(args: argparse.Namespace) -> Job:
+    """The job ``train`` runs: ``--dataset``/``--method``, else grid job ``--index`` (or ``$SLURM_ARRAY_TASK_ID``)."""
+    index = args.index if args.index is not None else os.environ.get("SLURM_ARRAY_TASK_ID")
+    if args.dataset is None and args.method is None and index is not None:
+        if args.set or args.train or args.eval or args.eps is not None:
+            raise ValueError("--index runs the grid's job as listed: give --set/--train/--eval/--eps with "
+                             "--dataset and --method instead")
+        return grid_job(args.profile, args.seed, index)
+    if args.dataset is None or args.method is None or args.index is not None:
+        raise ValueError("give --dataset and --method, or --index N alone (a job of grid --list; "
+                         "default $SLURM_ARRAY_TASK_ID)")
+    return make_job(args.dataset, args.method, parse_params(args.set), args.profile, seed=args.seed, eps=args.eps,
+                    train=args.train, evaluation=args.eval)
+
+
+def grid_job(profile: str, seed: int, index: int | str) -> Job:
+    """Job ``index`` (0-based) of :func:`grid_jobs`: one task of a SLURM array over the grid."""
+    jobs = grid_jobs(profile, seed)
+    try:
+        position = int(index)
+    except ValueError:
+        raise ValueError(f"job index {index!r} is not a whole number; accepted: 0 to {len(jobs) - 1}") from None
+    if not 0 <= position < len(jobs):
+        raise ValueError(f"job index {position} is out of range: the {profile} grid has jobs 0 to {len(jobs) - 1}")
+    return jobs[position]
+
+
+def grid_listing(profile: str, seed: int, device: str = "auto") -> list[dict[str, Any]]:
+    """One entry per job of the grid, in grid order: what a scheduler indexes (``grid --list``)."""
+    return [{"index": i, "dataset": job.dataset, "method": job.run.method, "params": dict(job.run.params),
+             "seed": job.seed, "profile": job.profile, "slug": job.slug,
+             "data_present": datasets.available(job.dataset), "stored": result_path(job).exists(),
+             "command": command(job, device)} for i, job in enumerate(grid_jobs(profile, seed))]
+
+
 def _grid(args: argparse.Namespace) -> int:
     resolve_device(args.device)
+    if args.list:
+        for entry in grid_listing(args.profile, args.seed, args.device):
+            print(json.dumps(entry))
+        return 0
     jobs = grid_jobs(args.profile, args.seed)
     runnable = [job for job in jobs if datasets.available(job.dataset)]
     for job in jobs:
