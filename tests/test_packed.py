@@ -13,6 +13,7 @@ from lib.robustness.models import build_model
 from lib.robustness.objectives import AT, GR, LLR, RST, TRADES, AuthorsLLR, Natural
 from lib.robustness.packed import PackedDropout, pack, seeded_networks, train_packed, unpack
 from lib.robustness.training import train
+from test_training import blobs  # the same two-class 8x8 images
 
 SEEDS = (3, 4, 5)
 RATES = (0.0, 0.3, 0.5)  # a dropout rate per network, 0 included
@@ -24,17 +25,7 @@ gradient within rounding of 0: the step flips and the runs part by up to about 1
 the runs agree to about 1e-16, so a tolerance of 1e-10 leaves no room for a real difference."""
 
 
-def blobs(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two classes of 8x8 images in [0, 1]: bright top half vs bright bottom half, plus noise."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = 0.3 * torch.rand(n, 1, 8, 8, generator=g)
-    x[y == 0, :, :4] += 0.6
-    x[y == 1, :, 4:] += 0.6
-    return x.clamp(0, 1), y
-
-
-DATA32 = [blobs(seed=k) for k in range(len(SEEDS))]  # 40 images: batches of 16, 16 and 8
+DATA32 = [blobs(n=40, seed=k) for k in range(len(SEEDS))]  # 40 images: batches of 16, 16 and 8
 DATA = [(x.double(), y) for x, y in DATA32]
 
 
