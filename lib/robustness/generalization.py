@@ -523,7 +523,7 @@ def run_passes(run: StudyRun) -> float:
     profile = get_profile(run.profile)
     e, n_train = run.job.evaluation, run.train.train_size or 60_000
     attack = e.attack_steps + 1
-    train = defenses.PASSES_PER_IMAGE[run.run.method] * n_train * run.train.epochs
+    train = defenses.training_passes(run.job)
     monitor = 0.0
     if run.study is Study.EARLY_STOPPING:
         points = 2 * profile.generalization.early_stopping.monitor_size + run.validation_size
