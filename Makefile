@@ -100,12 +100,12 @@ chromium:
 
 execute: $(SITE)/.executed
 $(SITE)/.executed: $(SOURCES) $(VENV)/.installed | data $(MATHJAX)
-	$(PY) -m lib.run execute --profile $(PROFILE) --device $(DEVICE)
+	$(PY) -m lib book execute --profile $(PROFILE) --device $(DEVICE)
 	touch $@
 
 html: $(HTML)
 $(HTML): $(SITE)/.executed
-	$(PY) -m lib.run build --profile $(PROFILE)
+	$(PY) -m lib book build --profile $(PROFILE)
 
 # Teachers (README, "For teachers"): the assignments of book/assignments as an nbgrader
 # course. student-pack: _build/classroom/student-pack.zip. grade: SUBMISSIONS=DIR holding

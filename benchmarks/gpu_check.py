@@ -9,7 +9,7 @@ stored is copied to ``--out`` as soon as it ends, so a run cut short keeps what 
 
 1. the environment (Python, PyTorch, GPU) and the data cache;
 2. the CUDA tests (``pytest -k cuda``);
-3. the generalization chapter's ``gpu`` runs (``python -m lib.generalization run``);
+3. the generalization chapter's ``gpu`` runs (``python -m lib generalization run``);
 4. the separation engine on CUDA (``benchmarks/separation_benchmark.py --device cuda``);
 5. training throughput on CUDA (``benchmarks/training_benchmark.py``);
 6. the defenses chapter's ``gpu`` grid on MNIST, one job at a time, while time is left: first
@@ -94,7 +94,7 @@ def steps(out: Path) -> list[Step]:
         Step("data", [py, "-m", "lib.datasets", "fetch", "mnist", "fashion_mnist"], 90),
         Step("cuda tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_separation.py",
                             "-k", "cuda"], 90),
-        Step("generalization", [py, "-m", "lib.generalization", "run", "--profile", "gpu", "--device", "cuda",
+        Step("generalization", [py, "-m", "lib", "generalization", "run", "--profile", "gpu", "--device", "cuda",
                                 "--max-minutes", "4"], 300),
         Step("separation benchmark", [py, "benchmarks/separation_benchmark.py", "--device", "cuda",
                                       "--repeat", "1"], 150),

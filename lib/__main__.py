@@ -2,7 +2,7 @@
 
 Each command is the command line of one module, given the rest of the arguments:
 
-* ``book``: execute the chapters and render them (:mod:`lib.run`: ``execute``, ``build``);
+* ``book``: execute the chapters and render them (:mod:`lib.book.run`: ``execute``, ``build``);
 * ``data``: fetch and verify the datasets (:mod:`lib.datasets`: ``fetch``);
 * ``defenses``: the defenses grid (:mod:`lib.robustness.defenses`: ``train``, ``table``, ``grid``);
 * ``generalization``: the generalization studies (:mod:`lib.robustness.generalization`: ``run``, ``table``);
@@ -15,7 +15,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "book": "lib.run",
+    "book": "lib.book.run",
     "data": "lib.datasets",
     "defenses": "lib.robustness.defenses",
     "generalization": "lib.robustness.generalization",

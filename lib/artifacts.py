@@ -60,8 +60,8 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"artifact configs must be JSON-like (dict, dataclass, list, number, str); got {type(value).__name__}")
 
 
-# Modules that only present or orchestrate results: editing them does not invalidate artifacts.
-PRESENTATION_ONLY = ("run.py", "toc.py", "execution_status.py", "sphinx_hooks.py", "plots/", "classroom/")
+# Packages that only present or orchestrate results: editing them does not invalidate artifacts.
+PRESENTATION_ONLY = ("book/", "plots/", "classroom/")
 
 
 def library_fingerprint() -> str:

@@ -461,7 +461,7 @@ def fetch(names: list[str] | None = None, *, root: Path | None = None) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m lib.datasets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="closer-look data", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["fetch"])
     parser.add_argument("names", nargs="*", help="datasets (default: all): "
                         + ", ".join(d.value for d in DatasetName))

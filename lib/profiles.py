@@ -261,7 +261,7 @@ _CI_DEFENSES = DefensesSettings(
 )
 # gpu: the paper's networks on whole training sets with short schedules, sized so that the
 # MNIST and Fashion-MNIST grids (2 x 10 runs) fit in about 8 minutes on one H100 (an
-# estimate from FLOPs and the CPU cost, see lib.defenses.gpu_estimate; not yet measured).
+# estimate from FLOPs and the CPU cost, see lib.robustness.defenses.gpu_estimate; not yet measured).
 _GPU_MNIST = TrainSettings(model="cnn002", train_size=None, epochs=3, batch_size=128,
                            optimizer=Optimizer.ADAM, lr=1e-3)
 _GPU_WRN = TrainSettings(model="wrn", train_size=None, epochs=2, batch_size=256,

@@ -56,8 +56,8 @@ def test_fingerprint_ignores_presentation_modules(monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", spy)
     artifacts.library_fingerprint()
-    assert "robustness/attacks.py" in seen and "run.py" not in seen
-    assert not any(name.startswith("plots/") for name in seen)
+    assert "robustness/attacks.py" in seen and "book/run.py" not in seen and "theory/staircase.py" in seen
+    assert not any(name.startswith(("plots/", "book/")) for name in seen)
 
 
 def test_inputs_join_the_key_so_changed_data_misses_the_cache(tmp_path, monkeypatch):

@@ -14,8 +14,8 @@ import pytest
 
 from lib import REPO_ROOT
 from lib.plots.legibility import COLUMN_PX, MIN_DISPLAYED_PT, check_notebook
-from lib.run import site_dir
-from lib.toc import is_notebook, toc_chapters
+from lib.book.run import site_dir
+from lib.book.toc import is_notebook, toc_chapters
 
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 SITE = site_dir(PROFILE)
@@ -82,7 +82,7 @@ def test_every_figure_is_legible_at_the_size_the_page_shows_it(chapter):
     # lib.plots.legibility: each figure's smallest drawn font, scaled as the page shows the
     # PNG (dpi, then down to the content column when wider), must be >= 9 CSS pt.
     if not executed(chapter).exists():
-        pytest.fail(f"{chapter.name} is not executed: run `python -m lib.run execute` (make book)")
+        pytest.fail(f"{chapter.name} is not executed: run `python -m lib book execute` (make book)")
     findings = check_notebook(executed(chapter))
     bad = [finding.describe() for finding in findings if not finding.ok]
     assert not bad, (f"{chapter.name}: {len(bad)} of {len(findings)} figure(s) fail the rule (every text "

@@ -24,8 +24,8 @@ import pytest
 
 from lib import REPO_ROOT
 from lib.plots.legibility import COLUMN_PX
-from lib.run import site_dir
-from lib.toc import toc_chapters
+from lib.book.run import site_dir
+from lib.book.toc import toc_chapters
 
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 SITE = site_dir(PROFILE)

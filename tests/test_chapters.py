@@ -1,4 +1,4 @@
-"""Chapter sources follow CONTRIBUTING.md: short code lines, numbers glued with lib.notebook."""
+"""Chapter sources follow CONTRIBUTING.md: short code lines, numbers glued with lib.book.notebook."""
 
 import re
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lib import REPO_ROOT
-from lib.notebook import defaults, plain
-from lib.toc import is_notebook, toc_chapters
+from lib.book.notebook import defaults, plain
+from lib.book.toc import is_notebook, toc_chapters
 
 MAX_CODE_LINE = 79  # PEP 8; the width _static/book.css fits without a scrollbar
 
@@ -25,7 +25,7 @@ def test_code_lines_fit_the_page(chapter):
 
 @pytest.mark.parametrize("chapter", NOTEBOOKS, ids=lambda path: path.stem)
 def test_chapters_glue_through_lib_notebook(chapter):
-    assert "from myst_nb import glue" not in chapter.read_text(), "use lib.notebook.glue_values"
+    assert "from myst_nb import glue" not in chapter.read_text(), "use lib.book.notebook.glue_values"
 
 
 def test_plain_turns_numpy_and_torch_scalars_into_builtins():
@@ -37,7 +37,7 @@ def test_plain_turns_numpy_and_torch_scalars_into_builtins():
 
 
 def test_listed_writes_names_as_a_sentence_lists_them():
-    from lib.notebook import listed
+    from lib.book.notebook import listed
 
     assert listed([]) == "none" and listed(["GR"]) == "GR"
     assert listed(["GR", "LLR"]) == "GR and LLR" and listed(["a", "b", "c"]) == "a, b and c"

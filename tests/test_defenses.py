@@ -165,7 +165,7 @@ def test_grid_prints_one_command_per_run(no_data, capsys, monkeypatch):
     assert defenses.main(["grid", "--profile", "gpu", "--print-only", "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 * 11
-    assert "python -m lib.defenses train --dataset mnist --method trades --set beta=6 --profile gpu --device cpu " \
+    assert "python -m lib defenses train --dataset mnist --method trades --set beta=6 --profile gpu --device cpu " \
            "--seed 0" in lines
     assert sum(line.startswith("# ") and "svhn" in line for line in lines) == 11
 
@@ -344,7 +344,7 @@ def test_grid_list_gives_one_json_line_per_job_and_flags_absent_data(fake_runs, 
     assert [e["index"] for e in entries] == list(range(len(jobs)))
     assert [e["slug"] for e in entries] == [job.slug for job in jobs]
     assert {e["dataset"] for e in entries if not e["data_present"]} == {"fashion_mnist"}
-    assert not any(e["stored"] for e in entries) and all(e["command"].startswith("python -m lib.defenses train")
+    assert not any(e["stored"] for e in entries) and all(e["command"].startswith("python -m lib defenses train")
                                                          for e in entries)
 
 

@@ -33,4 +33,4 @@ def test_one_command_runs_each_modules_command_line(capsys):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0
-        assert "usage: python -m lib." in capsys.readouterr().out
+        assert f"usage: closer-look {command}" in capsys.readouterr().out

@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from lib import REPO_ROOT
-from lib.execution_status import (RECORD_KEY, STATUS_PAGE, ExecutionRecord, device_name, format_duration,
+from lib.book.execution_status import (RECORD_KEY, STATUS_PAGE, ExecutionRecord, device_name, format_duration,
                                   read_record, status_table, write_record)
-from lib.run import (INSTALL_CELL_TAGS, PUBLISH_BRANCH, book_config, fill_install_cells, install_source,
+from lib.book.run import (INSTALL_CELL_TAGS, PUBLISH_BRANCH, book_config, fill_install_cells, install_source,
                      pop_install_cells, restore_install_cells, site_dir, staged_config)
-from lib.toc import is_notebook, toc_chapters
+from lib.book.toc import is_notebook, toc_chapters
 
 PROFILE = os.environ.get("BOOK_PROFILE", "ci")
 HTML = site_dir(PROFILE) / "_build" / "html"

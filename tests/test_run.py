@@ -5,8 +5,8 @@ import torch
 
 from lib import REPO_ROOT
 from lib.profiles import PROFILES, get_profile, resolve, resolve_device
-from lib.run import declared_parameters, parse_value, plan_parameters, resolve_chapters
-from lib.toc import is_notebook, toc_chapters
+from lib.book.run import declared_parameters, parse_value, plan_parameters, resolve_chapters
+from lib.book.toc import is_notebook, toc_chapters
 
 
 def test_profiles_are_typed_records():
@@ -57,7 +57,7 @@ def test_parse_value():
 
 
 def test_progress_only_stderr_is_recognised():
-    from lib.run import is_progress_only
+    from lib.book.run import is_progress_only
 
     assert is_progress_only("epochs:  50%|#####     | 1/2 [00:07<00:07,  7.23s/it]\r   \r")
     assert not is_progress_only("UserWarning: something real\n")
@@ -78,7 +78,7 @@ def test_makefile_knows_the_same_profiles():
 
 
 def test_an_edited_static_file_is_seen_as_stale(tmp_path):
-    from lib.run import static_is_stale
+    from lib.book.run import static_is_stale
 
     (tmp_path / "_static").mkdir()
     (tmp_path / "_static" / "book.css").write_text("pre { color: red; }")
@@ -95,7 +95,7 @@ def test_an_edited_static_file_is_seen_as_stale(tmp_path):
 def test_chapters_run_on_a_local_kernel_without_the_tcp_warning(tmp_path, capfd):
     import nbformat
 
-    from lib.run import execute_chapter
+    from lib.book.run import execute_chapter
 
     source = tmp_path / "tiny.md"
     source.write_text("---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
@@ -116,8 +116,8 @@ def _make_settings(env: dict[str, str], *arguments: str) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CLOSER_LOOK_") and k not in ("PROFILE", "DEVICE")}
     out = subprocess.run(["make", "-n", "-B", "execute", *arguments], cwd=REPO_ROOT, env={**clean, **env},
                          capture_output=True, text=True, check=True).stdout
-    (line,) = [line for line in out.splitlines() if "lib.run execute" in line]
-    return line.split("lib.run execute ")[1]
+    (line,) = [line for line in out.splitlines() if "-m lib book execute" in line]
+    return line.split("-m lib book execute ")[1]
 
 
 def test_make_reads_prefixed_settings_and_ignores_a_bare_exported_profile():
@@ -127,14 +127,14 @@ def test_make_reads_prefixed_settings_and_ignores_a_bare_exported_profile():
 
 
 def test_the_runner_defaults_to_the_prefixed_environment(monkeypatch):
-    import lib.run
+    import lib.book.run
 
     calls = {}
-    monkeypatch.setattr(lib.run, "execute", lambda chapters, **kwargs: calls.update(kwargs) or [])
+    monkeypatch.setattr(lib.book.run, "execute", lambda chapters, **kwargs: calls.update(kwargs) or [])
     monkeypatch.setenv("PROFILE", "full")
     monkeypatch.setenv("CLOSER_LOOK_DEVICE", "cpu")
-    assert lib.run.main(["execute", "book/02_r_separation.md"]) == 0
+    assert lib.book.run.main(["execute", "book/02_r_separation.md"]) == 0
     assert calls["profile"] == "ci" and calls["device"] == "cpu"
     monkeypatch.setenv("CLOSER_LOOK_PROFILE", "gpu")
-    assert lib.run.main(["execute", "book/02_r_separation.md"]) == 0
+    assert lib.book.run.main(["execute", "book/02_r_separation.md"]) == 0
     assert calls["profile"] == "gpu"

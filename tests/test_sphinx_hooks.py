@@ -1,11 +1,11 @@
-"""lib.sphinx_hooks: the chapter guide's reading and running time, one line per label."""
+"""lib.book.sphinx_hooks: the chapter guide's reading and running time, one line per label."""
 
 import pytest
 from docutils import nodes
 from docutils.core import publish_doctree
 
-from lib.execution_status import ExecutionRecord
-from lib.sphinx_hooks import page_words, reading_minutes, split_guide_lines, time_line
+from lib.book.execution_status import ExecutionRecord
+from lib.book.sphinx_hooks import page_words, reading_minutes, split_guide_lines, time_line
 
 GUIDE = """Intro words here.
 

@@ -1,4 +1,4 @@
-"""The staircase toy (lib/staircase.py): every objective's loss, its fit, and the finite-sample reading."""
+"""The staircase toy (lib/theory/staircase.py): every objective's loss, its fit, and the finite-sample reading."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.interpolate import BSpline
 
-from lib.notebook import defaults
-from lib.staircase import (AT, GR, LLR, METHODS, RST, TRADES, GridAugmentation, Natural, Spline, Staircase,
+from lib.book.notebook import defaults
+from lib.theory.staircase import (AT, GR, LLR, METHODS, RST, TRADES, GridAugmentation, Natural, Spline, Staircase,
                            curvature_penalty, design, errors, fit, gr_hessian, label, loss, objective, study)
 
 ROBUST = (GridAugmentation(), AT(), RST(), TRADES(), LLR())
@@ -182,7 +182,7 @@ def test_validation_errors():
     assert objective("trades", beta=3.0) == TRADES(beta=3.0)
     s = Staircase()
     x, y = s.sample(5)
-    with pytest.raises(ValueError, match="objective must be a record of lib.staircase"):
+    with pytest.raises(ValueError, match="objective must be a record of lib.theory.staircase"):
         fit(s, x, y, "trades")
     with pytest.raises(ValueError, match="one record per method"):
         study(s, {"small": 5}, (RST(lam=1), RST(lam=2)))

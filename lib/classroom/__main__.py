@@ -35,7 +35,7 @@ def print_table(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.classroom", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="closer-look classroom", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     pack = sub.add_parser("pack", help="build the course and the student pack (zip)")
     samples = sub.add_parser("samples", help="write sample submissions from the built course")

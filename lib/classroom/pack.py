@@ -46,7 +46,7 @@ class Assignment:
 
 def assignments(directory: Path = ASSIGNMENTS_DIR) -> list[Assignment]:
     """The assignment notebooks of the book, in file-name order (``NN_topic.md``)."""
-    from lib.toc import is_notebook
+    from lib.book.toc import is_notebook
 
     found = [Assignment(path.stem, path) for path in sorted(directory.glob("*.md")) if is_notebook(path)]
     if not found:

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for path in args.notebooks:
         if not path.exists():
-            parser.error(f"{path}: no such notebook (execute the chapter with lib.run first)")
+            parser.error(f"{path}: no such notebook (execute the chapter with lib.book.run first)")
         findings = check_notebook(path, args.column_px)
         print(f"{path.name}: {len(findings)} figure(s), rule: every text shown at >= {MIN_DISPLAYED_PT:g} pt "
               f"in a {args.column_px:g} px column")

@@ -221,12 +221,12 @@ STAIRCASE_STYLES = {"natural": (OKABE_ITO[7], "-", 2.4), "gr": (OKABE_ITO[3], ":
 
 
 def plot_staircase(result: dict, staircase, samples: dict[str, int], *, fontsize: float = 10) -> Figure:
-    """The staircase toy, one panel per sample size of ``result`` (from :func:`lib.staircase.study`):
+    """The staircase toy, one panel per sample size of ``result`` (from :func:`lib.theory.staircase.study`):
     every objective's spline fit on sample ``samples[size]``, drawn as its deviation ``f(t) - t``
     from the line through the stairs (the target's is a sawtooth), with the stairs in the
     sample (dots) and those it never saw (shaded). Sized for the page (6.8 in wide), text at
     ``fontsize`` points."""
-    from lib.staircase import label
+    from lib.theory.staircase import label
 
     names = list(result["examples"])
     fig, axes = plt.subplots(len(names), 1, figsize=(PAGE_WIDTH, 2.6 * len(names) + 1.1), sharex=True,

@@ -6,7 +6,7 @@ networks), :mod:`.objectives` (natural, GR, LLR, the authors' LLR, AT, RST, TRAD
 records), :mod:`.same_network` (one dropout mask and one set of batch-norm statistics per
 step), :mod:`.training` (resumable training keyed on its objective), :mod:`.evaluation` (the
 paper's table columns with their standard errors, and AutoAttack), :mod:`.defenses` (one job
-per run, its claims and the ``python -m lib.defenses`` command line), :mod:`.generalization`
+per run, its claims and the ``python -m lib defenses`` command line), :mod:`.generalization`
 (dropout, early stopping, training-set size) and :mod:`.scorecard` (every measured claim of
 the paper with its verdicts). :mod:`.packed` trains K networks of one architecture in one step
 (the GPU tier's grids), equal to K separate runs; :mod:`.streams` gives each network its own

@@ -7,10 +7,10 @@ training and evaluation settings from the start; the record stores them, and a j
 settings differ from its profile's gets a file name of its own. The chapter and the command
 line read the same records, so a grid can be spread over machines:
 
-    python -m lib.defenses train --dataset mnist --method trades --set beta=3 --profile ci --device auto
-    python -m lib.defenses train --dataset mnist --method at --train epochs=60 --eval adv_test_size=1000
-    python -m lib.defenses table --dataset mnist --profile ci
-    python -m lib.defenses grid --profile gpu [--print-only]
+    python -m lib defenses train --dataset mnist --method trades --set beta=3 --profile ci --device auto
+    python -m lib defenses train --dataset mnist --method at --train epochs=60 --eval adv_test_size=1000
+    python -m lib defenses table --dataset mnist --profile ci
+    python -m lib defenses grid --profile gpu [--print-only]
 
 Bad input (unknown method, parameter, setting, dataset or profile, eps <= 0, negative beta) is
 refused before any data is read, with the valid values.
@@ -187,7 +187,7 @@ def command(job: Job, device: str = "auto") -> str:
     """The shell command that runs ``job`` (one line of a SLURM array or GNU parallel input)."""
     sets = "".join(f" --set {k}={v:g}" for k, v in job.run.params)
     eps = "" if job.eps is None else f" --eps {job.eps:g}"
-    return (f"python -m lib.defenses train --dataset {job.dataset} --method {job.run.method}{sets}"
+    return (f"python -m lib defenses train --dataset {job.dataset} --method {job.run.method}{sets}"
             f" --profile {job.profile} --device {device} --seed {job.seed}{eps}{_override_arguments(job)}")
 
 
@@ -645,7 +645,7 @@ def gpu_estimate(profile: str, dataset: str, input_shape: tuple[int, ...], train
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lib.defenses", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="closer-look defenses", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train (or resume), evaluate, print and store one result")
     train.add_argument("--dataset", help="with --method: the job to run")

@@ -16,8 +16,8 @@ Runs whose settings equal a defenses-chapter job are that job (same cache key), 
 chapter reuses the networks ``lib.robustness.defenses`` trained. Imports torch, NumPy and
 the standard library only (no AutoAttack, no plotting), so the GPU tier runs it bare:
 
-    python -m lib.generalization run --profile gpu --device cuda --max-minutes 4
-    python -m lib.generalization table --profile gpu
+    python -m lib generalization run --profile gpu --device cuda --max-minutes 4
+    python -m lib generalization table --profile gpu
 """
 
 from __future__ import annotations
@@ -557,7 +557,7 @@ def gpu_estimate(profile: str, tflops: float | None = None, *,
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lib.generalization", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="closer-look generalization", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run every run of the profile's three studies in order (skips stored ones)")
     run.add_argument("--device", default="auto")

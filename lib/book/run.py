@@ -1,7 +1,7 @@
 """Execute the book's chapters with papermill and build the HTML with Jupyter Book.
 
-    python -m lib.run execute [--profile ci] [--device auto] [--seed 0] [--force] [-p NAME VALUE ...] [CHAPTER ...]
-    python -m lib.run build   [--profile ci]
+    python -m lib book execute [--profile ci] [--device auto] [--seed 0] [--force] [-p NAME VALUE ...] [CHAPTER ...]
+    python -m lib book build   [--profile ci]
 
 ``execute`` runs each chapter (its jupytext ``.md`` source, in ``_toc.yml`` order unless
 chapters are named) into a staging tree ``_build/<profile>/site`` beside copies of
@@ -40,9 +40,9 @@ from typing import Any
 import yaml
 
 from lib import REPO_ROOT
-from lib.execution_status import execution_record, write_record, write_status_page
+from lib.book.execution_status import execution_record, write_record, write_status_page
 from lib.profiles import PROFILES, get_profile, resolve_device
-from lib.toc import is_notebook, toc_chapters
+from lib.book.toc import is_notebook, toc_chapters
 
 BASE_PARAMETERS = ("profile", "device", "seed")
 STAGED_FILES = ("_toc.yml", "references.bib")
@@ -375,7 +375,7 @@ def build(profile: str) -> Path:
     """Render the executed notebooks of ``profile`` to HTML; returns the index page."""
     site = site_dir(profile)
     if not (site / "_toc.yml").exists():
-        raise FileNotFoundError(f"nothing executed for profile {profile!r} yet: run `python -m lib.run execute "
+        raise FileNotFoundError(f"nothing executed for profile {profile!r} yet: run `python -m lib book execute "
                                 f"--profile {profile}` first")
     stage_presentation(site)
     fill_install_cells(site, install_source(book_config()))
@@ -409,7 +409,7 @@ def resolve_chapters(names: list[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="closer-look book", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("execute", help="execute chapters with papermill into _build/<profile>/site")
     run.add_argument("chapters", nargs="*", help="chapter sources (default: every chapter in _toc.yml)")

@@ -1,6 +1,6 @@
 """Execution records and the execution-status page.
 
-``python -m lib.run execute`` leaves in each executed notebook how and where it ran
+``python -m lib book execute`` leaves in each executed notebook how and where it ran
 (profile, device, wall time, date, library fingerprint); ``build`` turns those records into
 the back-matter page that tells readers what each chapter's numbers cost and on what
 hardware. Nothing on that page is typed.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lib import REPO_ROOT
 from lib.profiles import resolve_device
-from lib.toc import is_notebook, toc_chapters
+from lib.book.toc import is_notebook, toc_chapters
 
 RECORD_KEY = "closer_look_execution"
 STATUS_PAGE = "book/execution_status"

@@ -384,8 +384,8 @@ def loss(record: Objective, d: Design, theta: np.ndarray) -> tuple[float, np.nda
 def _check_record(record: Any) -> None:
     if type(record) not in METHODS.values():
         classes = ", ".join(c.__name__ for c in METHODS.values())
-        raise ValueError(f"objective must be a record of lib.staircase ({classes}), "
-                         f"got {record!r}; by name: lib.staircase.objective(name), names {', '.join(METHODS)}")
+        raise ValueError(f"objective must be a record of lib.theory.staircase ({classes}), "
+                         f"got {record!r}; by name: lib.theory.staircase.objective(name), names {', '.join(METHODS)}")
 
 
 def _quadratic(d: Design, rows: str) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lib import REPO_ROOT
-from lib.execution_status import ExecutionRecord, format_duration, read_record
-from lib.toc import is_notebook
+from lib.book.execution_status import ExecutionRecord, format_duration, read_record
+from lib.book.toc import is_notebook
 
 GUIDE_CLASS = "chapter-guide"
 """Class of the admonition "About this chapter" each chapter opens with (CONTRIBUTING.md)."""
