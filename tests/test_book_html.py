@@ -114,6 +114,6 @@ def test_every_chapter_opens_with_its_guide(chapter):
     missing = [part for part in GUIDE_PARTS if part not in text]
     assert not missing, f"{chapter.name}: the chapter guide lacks {missing}"
     time = re.search(r"Time:(.*)", text, re.DOTALL).group(1)
-    assert re.search(r"about \d+ min to read", time), time
+    assert re.search(r"about \d+ min of study \(\d+ min reading", time), time
     if is_notebook(chapter):
         assert "this build ran it in" in time and "profile ci" in time, f"{chapter.name}: {time.strip()}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from lib import REPO_ROOT
@@ -17,6 +18,16 @@ from lib.book.toc import is_notebook
 GUIDE_CLASS = "chapter-guide"
 """Class of the admonition "About this chapter" each chapter opens with (CONTRIBUTING.md)."""
 WORDS_PER_MINUTE = 200
+"""Reading speed for prose and visible code."""
+MINUTES_PER_STATEMENT = 5
+"""Study time per definition, theorem, lemma, proof or remark (sphinx-proof): reading it again
+with pen and paper, checking each step."""
+MINUTES_PER_EXERCISE = 10
+"""Study time per exercise (sphinx-exercise), its solution read after an attempt."""
+STATEMENT_CLASS = "proof"
+"""The class sphinx-proof gives every statement and proof box."""
+EXERCISE_CLASS = "exercise"
+"""The class sphinx-exercise gives every exercise box (solutions are ``solution``)."""
 NOT_READ = ("cell_output", "tag_hide-input", "tag_hide-cell", "tag_hide-output")
 """Cell containers whose words do not count towards the reading time: outputs, folded cells."""
 
@@ -78,11 +89,65 @@ def fix_accessibility(app: Any, pagename: str, templatename: str, context: dict[
     context["body"] = body
 
 
+def _rounded_up(minutes: float) -> int:
+    """``minutes`` rounded up to a multiple of 5, at least 5."""
+    return max(5, math.ceil(minutes / 5) * 5)
+
+
 def reading_minutes(words: int) -> int:
     """Minutes to read ``words`` at :data:`WORDS_PER_MINUTE`, rounded up to a multiple of 5."""
     if words < 0:
         raise ValueError(f"a word count is a non-negative integer, got {words!r}")
-    return max(5, math.ceil(words / WORDS_PER_MINUTE / 5) * 5)
+    return _rounded_up(words / WORDS_PER_MINUTE)
+
+
+@dataclass(frozen=True)
+class StudyLoad:
+    """What a page asks of a student: words to read, formal statements to study, exercises."""
+
+    words: int
+    statements: int = 0
+    exercises: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("words", "statements", "exercises"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} is a non-negative integer, got {getattr(self, name)!r}")
+
+
+def study_minutes(load: StudyLoad) -> int:
+    """The study time rule: reading at :data:`WORDS_PER_MINUTE`, plus
+    :data:`MINUTES_PER_STATEMENT` per statement or proof and :data:`MINUTES_PER_EXERCISE`
+    per exercise; rounded up to a multiple of 5 minutes."""
+    return _rounded_up(load.words / WORDS_PER_MINUTE + MINUTES_PER_STATEMENT * load.statements
+                       + MINUTES_PER_EXERCISE * load.exercises)
+
+
+def _count_boxes(doctree: Any, name: str) -> int:
+    from docutils import nodes
+
+    return sum(1 for node in doctree.findall(nodes.Element) if name in node.get("classes", ()))
+
+
+def study_load(doctree: Any) -> StudyLoad:
+    """The page's :class:`StudyLoad`: :func:`page_words`, sphinx-proof boxes, sphinx-exercise boxes."""
+    return StudyLoad(page_words(doctree), _count_boxes(doctree, STATEMENT_CLASS),
+                     _count_boxes(doctree, EXERCISE_CLASS))
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
+def study_line(load: StudyLoad) -> str:
+    """"about N min of study (...)", each part of the rule spelled out with its count."""
+    parts = [f"{reading_minutes(load.words)} min reading at {WORDS_PER_MINUTE} words a minute"]
+    if load.statements:
+        boxes = "definition, theorem or proof box" + "es" * (load.statements != 1)
+        parts.append(f"{MINUTES_PER_STATEMENT} min for each of {load.statements} {boxes}")
+    if load.exercises:
+        parts.append(f"{MINUTES_PER_EXERCISE} min for each of {_plural(load.exercises, 'exercise')}")
+    return f"about {study_minutes(load)} min of study ({'; '.join(parts)})"
 
 
 def _is_read(node: Any) -> bool:
@@ -111,14 +176,15 @@ def page_words(doctree: Any) -> int:
     return sum(len(re.findall(r"\w+(?:['’]\w+)*", str(text))) for text in texts)
 
 
-def time_line(words: int, record: ExecutionRecord | None, notebook: bool) -> str:
-    """The guide's time, after "Time:": reading from ``words``, running from the execution record."""
-    reading = f"about {reading_minutes(words)} min to read"
+def time_line(load: StudyLoad, record: ExecutionRecord | None, notebook: bool) -> str:
+    """The guide's time, after "Time:": study from ``load`` (:func:`study_line`), running from
+    the execution record."""
+    study = study_line(load)
     if not notebook:
-        return f"{reading}; nothing to execute"
+        return f"{study}; nothing to execute"
     if record is None:
-        return f"{reading}; this build has no execution record for it"
-    return (f"{reading}; this build ran it in {format_duration(record.wall_time_s)} "
+        return f"{study}; this build has no execution record for it"
+    return (f"{study}; this build ran it in {format_duration(record.wall_time_s)} "
             f"(profile {record.profile}, device {record.device})")
 
 
@@ -159,7 +225,7 @@ def add_guide_time(app: Any, doctree: Any, docname: str) -> None:
         return
     source = Path(app.env.doc2path(docname))
     notebook = source.suffix == ".ipynb"
-    line = time_line(page_words(doctree), read_record(source) if notebook else None, notebook)
+    line = time_line(study_load(doctree), read_record(source) if notebook else None, notebook)
     split_guide_lines(guides[0])
     guides[0] += nodes.paragraph("", "", nodes.strong("", "Time:"), nodes.Text(f" {line}."))
 
