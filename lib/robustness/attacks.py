@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 
 import torch
@@ -212,6 +213,41 @@ def multi_targeted(
                 with torch.no_grad():
                     _keep_best(best, best_margin, candidate, margin(model(candidate), y))
     return best
+
+
+@dataclass(frozen=True)
+class SignDisagreement:
+    """Where PGD's cross-entropy step and the margin's step part ways at one point (two classes)."""
+
+    coordinates: int
+    """Input coordinates compared."""
+    disagreeing: int
+    """Coordinates where ``sign`` of the two gradients differs."""
+    margin_flat: int
+    """Of those, coordinates where the margin's gradient is exactly zero."""
+    largest_residue: float
+    """The largest ``|∂CE/∂x|`` among the disagreeing coordinates: rounding left over."""
+
+
+def ce_margin_sign_disagreement(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> SignDisagreement:
+    """Compare ``sign(∇ CE)`` with ``sign(∇ (z_t - z_y))`` at ``x`` for a two-class ``model``.
+
+    With two classes the cross-entropy is an increasing function of the margin ``z_t - z_y``,
+    so :func:`pgd` and :func:`multi_targeted` ascend the same direction and their signed steps
+    should agree. They do not where the margin's gradient is exactly zero (two one-coordinate
+    ℓ∞ distance gradients cancel) but CE's, computed from ``p_y - 1`` and ``p_t`` separately,
+    keeps a rounding residue that ``sign`` turns into a full step.
+    """
+    with eval_mode(model):
+        x_ce, x_margin = (x.detach().clone().requires_grad_(True) for _ in range(2))
+        logits = model(x_margin)
+        if logits.shape[1] != 2:
+            raise ValueError(f"two classes are compared; the model has {logits.shape[1]} logits")
+        (grad_ce,) = torch.autograd.grad(F.cross_entropy(model(x_ce), y, reduction="sum"), x_ce)
+        (grad_margin,) = torch.autograd.grad(margin(logits, y).sum(), x_margin)
+    differ = grad_ce.sign() != grad_margin.sign()
+    largest = float(grad_ce[differ].abs().max()) if differ.any() else 0.0
+    return SignDisagreement(differ.numel(), int(differ.sum()), int((differ & (grad_margin == 0)).sum()), largest)
 
 
 def model_device(model: nn.Module) -> torch.device:
