@@ -180,3 +180,24 @@ def test_pgd_stays_in_the_ball_around_the_exact_image():
             exact = levels.double().reshape(4, 256) / 255
             assert float((x_adv.double() - exact).abs().max()) <= eps
             assert float((x_adv.double() - exact).abs().max()) >= eps - 1e-6  # it does reach the edge
+
+
+def test_sign_disagreement_finds_the_rounding_residue_where_the_margin_is_flat():
+    from lib.robustness.attacks import ce_margin_sign_disagreement
+
+    # z_0 = x_0 + x_1, z_1 = x_0 + 2 x_1: the margin z_1 - z_0 = x_1 is flat along x_0,
+    # where CE's gradient is p_0 + p_1 - 1, zero up to rounding.
+    layer = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 1.0], [1.0, 2.0]]))
+    x = torch.linspace(-3, 3, 61)[:, None].repeat(1, 2)
+    y = torch.zeros(61, dtype=torch.long)
+    x_ce = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(layer(x_ce), y, reduction="sum"), x_ce)
+    residue = grad[:, 0]  # (p_0 - 1) + p_1 in float32
+    split = ce_margin_sign_disagreement(layer, x, y)
+    assert split.coordinates == 122 and split.disagreeing == split.margin_flat
+    assert split.disagreeing == int((residue != 0).sum()) > 0
+    assert 0 < split.largest_residue < 1e-6
+    with pytest.raises(ValueError, match="two classes"):
+        ce_margin_sign_disagreement(torch.nn.Linear(2, 3), x, y)
