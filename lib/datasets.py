@@ -562,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--online", action="store_true",
                         help=f"download {', '.join(ONLINE_DATASETS)} with torchvision when absent "
                              f"(needs internet; also {ONLINE_ENV}=1); off by default")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # `fetch --online cifar10` as well as `fetch cifar10 --online`
     try:
         for name in args.names:
             _parse_name(name)

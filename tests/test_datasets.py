@@ -130,9 +130,11 @@ def test_fetch_downloads_only_when_asked(tmp_path, monkeypatch):
     assert datasets.fetch(["cifar10"], root=root)["cifar10"].startswith("absent:")
     assert "--online cifar10" in datasets.fetch(["cifar10"], root=root)["cifar10"] and calls == []
     monkeypatch.setenv("CLOSER_LOOK_DATA", str(root))
-    monkeypatch.setenv("CLOSER_LOOK_ONLINE", "1")
-    assert datasets.main(["fetch", "cifar10"]) == 0 and len(calls) == 1
+    assert datasets.main(["fetch", "--online", "cifar10"]) == 0 and len(calls) == 1
     assert len(load("cifar10", "train", root=root)) == 20
+    monkeypatch.setenv("CLOSER_LOOK_DATA", str(tmp_path / "other"))
+    monkeypatch.setenv("CLOSER_LOOK_ONLINE", "1")
+    assert datasets.main(["fetch", "cifar10"]) == 0 and len(calls) == 2
 
 
 def test_fetch_command_reports_corrupt_files_and_bad_settings(tmp_path, monkeypatch, capsys):
