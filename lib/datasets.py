@@ -8,7 +8,10 @@ Sources, tried in order:
 * Fashion-MNIST: torchvision's folder format (``<root>/FashionMNIST/raw``), else Debian's
   ``dataset-fashion-mnist`` IDX files (installed, or fetched with ``apt-get download``).
 * digits: scikit-learn's 8x8 digits (17 grey levels, kept on their own scale v/16).
-* CIFAR-10, SVHN: torchvision's on-disk format under the data root only.
+* CIFAR-10, SVHN: ``torchvision.datasets.CIFAR10`` / ``SVHN`` on their files under the data
+  root, each file's MD5 checked first (a mismatch names the file); no offline source, so
+  ``closer-look data fetch --online`` (or ``CLOSER_LOOK_ONLINE=1``) downloads them with
+  torchvision's ``download=True`` for users who are online. Off by default.
 
 Every dataset is converted once to an exact integer cache (``<root>/cache/NAME.npz``) whose
 SHA-256 is recorded beside it; a cache that does not match is rebuilt, never used.
@@ -87,12 +90,24 @@ FASHION_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
 }
 
-CIFAR10_FOLDER = "cifar-10-batches-py"
-SVHN_FILES = {Split.TRAIN: "train_32x32.mat", Split.TEST: "test_32x32.mat"}
+# The files torchvision's CIFAR10 and SVHN classes read, relative to the data root (their
+# MD5s are torchvision's own, read when the files are verified).
+TORCHVISION_FILES: dict[DatasetName, tuple[str, ...]] = {
+    DatasetName.CIFAR10: tuple(f"cifar-10-batches-py/{name}" for name in (
+        *(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")),
+    DatasetName.SVHN: ("train_32x32.mat", "test_32x32.mat"),
+}
+ONLINE_DATASETS = tuple(d.value for d in TORCHVISION_FILES)
+"""Datasets ``closer-look data fetch --online`` downloads with torchvision (opt-in: off by default)."""
+ONLINE_ENV = "CLOSER_LOOK_ONLINE"
 
 
 class DataUnavailableError(FileNotFoundError):
     """The dataset's files are not on this machine; the message says where to put them."""
+
+
+class DataCorruptError(ValueError):
+    """A dataset file does not have its published checksum; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -172,18 +187,19 @@ def load(name: str | DatasetName, split: str | Split = "train", *, root: Path | 
 
 
 def available(name: str | DatasetName, *, root: Path | None = None) -> bool:
-    """Whether ``load(name)`` can succeed here without fetching anything."""
+    """Whether ``load(name)`` can succeed here without fetching anything.
+
+    Only looks for the files: CIFAR-10's and SVHN's MD5s are checked when ``load`` first reads them.
+    """
     dataset = _parse_name(name)
     root = Path(root) if root is not None else data_root()
     if _cache_path(dataset, root).exists() or dataset is DatasetName.DIGITS:
         return True
-    finders = {
-        DatasetName.MNIST: lambda: _mnist_idx_dir(root) or _mnist_wheel_path(root).exists(),
-        DatasetName.FASHION_MNIST: lambda: _fashion_idx_dir(root),
-        DatasetName.CIFAR10: lambda: (root / CIFAR10_FOLDER / "test_batch").exists(),
-        DatasetName.SVHN: lambda: all((root / f).exists() for f in SVHN_FILES.values()),
-    }
-    return bool(finders[dataset]())
+    if dataset in TORCHVISION_FILES:
+        return all((root / file).is_file() for file in TORCHVISION_FILES[dataset])
+    if dataset is DatasetName.MNIST:
+        return bool(_mnist_idx_dir(root)) or _mnist_wheel_path(root).exists()
+    return bool(_fashion_idx_dir(root))
 
 
 # --------------------------------------------------------------------------- cache
@@ -399,78 +415,164 @@ def _build_digits() -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- CIFAR-10, SVHN
 
 
-def _missing(dataset: str, where: Path, how: str) -> DataUnavailableError:
+@dataclass(frozen=True)
+class ExpectedFile:
+    """A file torchvision's dataset class reads, the MD5 it lists and where the right copy is."""
+
+    path: Path
+    md5: str
+    source: str
+
+
+def _torchvision_files(dataset: DatasetName, root: Path) -> list[ExpectedFile]:
+    """The files of ``torchvision.datasets.CIFAR10`` / ``SVHN`` (train and test) with their listed MD5s."""
+    if dataset not in TORCHVISION_FILES:
+        raise ValueError(f"{dataset.value} is not read through torchvision (only {', '.join(ONLINE_DATASETS)} are)")
+    from torchvision.datasets import CIFAR10, SVHN
+
+    if dataset is DatasetName.CIFAR10:
+        entries = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+        source = f"{CIFAR10.url}, unpacked in {root}"
+        return [ExpectedFile(root / CIFAR10.base_folder / name, md5, source) for name, md5 in entries]
+    entries = [SVHN.split_list[split.value] for split in (Split.TRAIN, Split.TEST)]
+    return [ExpectedFile(root / name, md5, url) for url, name, md5 in entries]
+
+
+def verify_torchvision_files(name: str | DatasetName, *, root: Path | None = None) -> list[Path]:
+    """Check every CIFAR-10 / SVHN file against the MD5 torchvision lists, before anything unpickles it.
+
+    Raises :class:`DataUnavailableError` naming the missing files, or :class:`DataCorruptError`
+    naming the first file whose MD5 differs (found and expected) and what to do about it.
+    """
+    from torchvision.datasets.utils import calculate_md5
+
+    dataset = _parse_name(name)
+    root = Path(root) if root is not None else data_root()
+    expected = _torchvision_files(dataset, root)
+    missing = [str(f.path.relative_to(root)) for f in expected if not f.path.is_file()]
+    if missing:
+        raise _missing(dataset, root, missing)
+    for file in expected:
+        found = calculate_md5(file.path)
+        if found != file.md5:
+            raise DataCorruptError(
+                f"{file.path} is corrupt or not the published file: its MD5 is {found}, torchvision "
+                f"expects {file.md5}. Delete it and fetch again (online: `closer-look data fetch --online "
+                f"{dataset.value}`), or put the right file there (from {file.source})."
+            )
+    return [f.path for f in expected]
+
+
+def _missing(dataset: DatasetName, root: Path, missing: list[str]) -> DataUnavailableError:
     return DataUnavailableError(
-        f"{dataset} is not on this machine: expected {where}. {how} "
-        f"(set CLOSER_LOOK_DATA to use another data root than {where.parent})."
+        f"{dataset.value} is not on this machine: missing {', '.join(missing)} in {root}. "
+        f"Put torchvision's files there, or, online, run `closer-look data fetch --online {dataset.value}` "
+        f"(or {ONLINE_ENV}=1 make data); "
+        f"set CLOSER_LOOK_DATA to use another data root than {root}."
     )
 
 
 def _build_cifar10(root: Path) -> dict[str, np.ndarray]:
-    folder = root / CIFAR10_FOLDER
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    if not all((folder / n).exists() for n in names):
-        raise _missing("CIFAR-10", folder, "Online, run `torchvision.datasets.CIFAR10(root, download=True)` "
-                                           "with that root, or unpack cifar-10-python.tar.gz there")
-    batches = []
-    for name in names:
-        with open(folder / name, "rb") as handle:
-            batch = pickle.load(handle, encoding="latin1")
-        batches.append((np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
-                        np.asarray(batch["labels"])))
-    train = (np.concatenate([b[0] for b in batches[:5]]), np.concatenate([b[1] for b in batches[:5]]))
-    return _arrays(train, batches[5])
+    """CIFAR-10 through ``torchvision.datasets.CIFAR10``, after every file's MD5 is checked."""
+    from torchvision.datasets import CIFAR10
 
-
-def _read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.io import loadmat
-
-    mat = loadmat(path)
-    images = np.transpose(mat["X"], (3, 2, 0, 1))  # (32, 32, 3, N) -> (N, 3, 32, 32)
-    labels = mat["y"].astype(np.int64).ravel() % 10  # SVHN writes digit 0 as label 10
-    return images, labels
+    verify_torchvision_files(DatasetName.CIFAR10, root=root)
+    splits = [CIFAR10(root, train=train, download=False) for train in (True, False)]
+    # torchvision holds the images as (N, H, W, C); the cache keeps (N, C, H, W).
+    train, test = ((s.data.transpose(0, 3, 1, 2), np.asarray(s.targets)) for s in splits)
+    return _arrays(train, test)
 
 
 def _build_svhn(root: Path) -> dict[str, np.ndarray]:
-    paths = {split: root / name for split, name in SVHN_FILES.items()}
-    if not all(p.exists() for p in paths.values()):
-        raise _missing("SVHN", paths[Split.TRAIN], "Online, run `torchvision.datasets.SVHN(root, split='train', "
-                                                   "download=True)` and the same with split='test'")
-    return _arrays(_read_svhn(paths[Split.TRAIN]), _read_svhn(paths[Split.TEST]))
+    """SVHN through ``torchvision.datasets.SVHN`` (digit 0 as label 0), after every file's MD5 is checked."""
+    from torchvision.datasets import SVHN
+
+    verify_torchvision_files(DatasetName.SVHN, root=root)
+    train, test = (SVHN(root, split=split.value, download=False) for split in (Split.TRAIN, Split.TEST))
+    return _arrays((train.data, train.labels), (test.data, test.labels))
+
+
+def download_online(name: str | DatasetName, *, root: Path | None = None) -> None:
+    """Fetch CIFAR-10 or SVHN with torchvision's ``download=True`` into the data root (needs internet).
+
+    torchvision keeps files whose MD5 is right and downloads the others, checking the download's MD5.
+    """
+    dataset = _parse_name(name)
+    if dataset.value not in ONLINE_DATASETS:
+        raise ValueError(f"{dataset.value} has no online download (only {', '.join(ONLINE_DATASETS)} have)")
+    from torchvision.datasets import CIFAR10, SVHN
+
+    root = Path(root) if root is not None else data_root()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if dataset is DatasetName.CIFAR10:
+            CIFAR10(root, train=False, download=True)
+        else:
+            for split in (Split.TRAIN, Split.TEST):
+                SVHN(root, split=split.value, download=True)
+    except (OSError, RuntimeError) as error:
+        raise DataUnavailableError(f"{dataset.value}: online download into {root} failed: {error}") from error
 
 
 # --------------------------------------------------------------------------- command line
 
 
-def fetch(names: list[str] | None = None, *, root: Path | None = None) -> dict[str, str]:
+def fetch(names: list[str] | None = None, *, root: Path | None = None,
+          online: bool = False) -> dict[str, str]:
     """Build (and verify) the cache of each dataset; returns a status line per dataset.
 
     Datasets without an offline source (CIFAR-10, SVHN without files) are reported as
     absent, not as errors: the chapters say so and show the paper's numbers instead.
+    With ``online``, CIFAR-10 and SVHN that have no cache yet are first downloaded
+    (:func:`download_online`). A file whose checksum is wrong is reported as corrupt.
     """
+    root = Path(root) if root is not None else data_root()
     status = {}
     for name in names or [d.value for d in DatasetName]:
+        dataset = _parse_name(name)
         try:
-            data = load(name, "train", root=root)
+            if online and dataset.value in ONLINE_DATASETS and not _cache_path(dataset, root).exists():
+                download_online(dataset, root=root)
+            data = load(dataset, "train", root=root)
             status[name] = f"ok ({len(data)} training images, cache verified)"
         except DataUnavailableError as error:
             status[name] = f"absent: {error}"
+        except DataCorruptError as error:
+            status[name] = f"corrupt: {error}"
     return status
 
 
+def online_from_environment() -> bool:
+    """``$CLOSER_LOOK_ONLINE``: 1 opts in to online downloads; 0, empty or unset keeps ``fetch`` offline."""
+    value = os.environ.get(ONLINE_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{ONLINE_ENV}={value!r} is not accepted: 1 downloads "
+                         f"{' and '.join(ONLINE_DATASETS)} online, 0 (the default) stays offline")
+    return value == "1"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``closer-look data fetch [--online] [NAME ...]``: 0 when nothing is corrupt, 1 otherwise."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="closer-look data", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["fetch"])
     parser.add_argument("names", nargs="*", help="datasets (default: all): "
                         + ", ".join(d.value for d in DatasetName))
-    args = parser.parse_args(argv)
-    for name in args.names:
-        _parse_name(name)
-    for name, line in fetch(args.names or None).items():
+    parser.add_argument("--online", action="store_true",
+                        help=f"download {', '.join(ONLINE_DATASETS)} with torchvision when absent "
+                             f"(needs internet; also {ONLINE_ENV}=1); off by default")
+    args = parser.parse_intermixed_args(argv)  # `fetch --online cifar10` as well as `fetch cifar10 --online`
+    try:
+        for name in args.names:
+            _parse_name(name)
+        online = args.online or online_from_environment()
+    except ValueError as error:
+        parser.error(str(error))
+    status = fetch(args.names or None, online=online)
+    for name, line in status.items():
         print(f"{name:>14}: {line.splitlines()[0]}")
-    return 0
+    return 1 if any(line.startswith("corrupt") for line in status.values()) else 0
 
 
 if __name__ == "__main__":

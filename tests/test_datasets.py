@@ -1,17 +1,26 @@
 """Dataset loading from the exact on-disk formats, cache verification, offline MNIST."""
 
+import hashlib
 import pickle
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.io import savemat
+from torchvision.datasets import CIFAR10, SVHN
 
 from lib import datasets
-from lib.datasets import DataUnavailableError, load
+from lib.datasets import DataCorruptError, DataUnavailableError, load
 
 
-def write_cifar10(root, n_per_batch=4):
-    """Tiny files in torchvision's CIFAR-10 layout (python pickles of dicts)."""
+def md5_of(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_cifar10(root, monkeypatch, n_per_batch=4):
+    """Tiny files in torchvision's CIFAR-10 layout (python pickles of dicts), their MD5s
+    registered as the ones torchvision's CIFAR10 class expects."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -22,11 +31,38 @@ def write_cifar10(root, n_per_batch=4):
         with open(folder / name, "wb") as handle:
             pickle.dump({"batch_label": name, "data": data, "labels": labels}, handle, protocol=2)
         written[name] = (data, labels)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": list(datasets.CLASS_NAMES[datasets.DatasetName.CIFAR10])}, handle)
+    md5 = lambda name: [name, md5_of(folder / name)]  # noqa: E731
+    monkeypatch.setattr(CIFAR10, "train_list", [md5(f"data_batch_{i}") for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [md5("test_batch")])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5_of(folder / "batches.meta")})
     return written
 
 
-def test_cifar10_layout(tmp_path):
-    written = write_cifar10(tmp_path)
+def write_svhn(root, monkeypatch):
+    """Tiny SVHN .mat files (X is (32, 32, 3, N), digit 0 labelled 10), MD5s registered."""
+    rng = np.random.default_rng(1)
+    arrays, split_list = {}, dict(SVHN.split_list)
+    for split, n in (("train", 5), ("test", 3)):
+        X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = np.array([[10], [1], [9], [10], [3]][:n], dtype=np.uint8)
+        savemat(root / f"{split}_32x32.mat", {"X": X, "y": y})
+        arrays[split] = (X, y)
+        url, name, _ = split_list[split]
+        split_list[split] = [url, name, md5_of(root / name)]
+    monkeypatch.setattr(SVHN, "split_list", split_list)
+    return arrays
+
+
+def flip_a_byte(path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # inside the pixels: the file still unpickles, with wrong data
+    path.write_bytes(bytes(blob))
+
+
+def test_cifar10_layout(tmp_path, monkeypatch):
+    written = write_cifar10(tmp_path, monkeypatch)
     train, test = load("cifar10", "train", root=tmp_path), load("cifar10", "test", root=tmp_path)
     assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
     data, labels = written["data_batch_2"]
@@ -36,14 +72,21 @@ def test_cifar10_layout(tmp_path):
     assert train.float().max() <= 1.0
 
 
-def test_svhn_layout_maps_label_10_to_0(tmp_path):
-    rng = np.random.default_rng(1)
-    arrays = {}
-    for split, n in (("train", 5), ("test", 3)):
-        X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
-        y = np.array([[10], [1], [9], [10], [3]][:n], dtype=np.uint8)
-        savemat(tmp_path / f"{split}_32x32.mat", {"X": X, "y": y})
-        arrays[split] = (X, y)
+def test_corrupt_cifar10_batch_is_refused_by_name(tmp_path, monkeypatch):
+    write_cifar10(tmp_path, monkeypatch)
+    bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    expected = CIFAR10.train_list[2][1]
+    flip_a_byte(bad)
+    with pytest.raises(DataCorruptError) as error:
+        load("cifar10", "test", root=tmp_path)
+    message = str(error.value)
+    assert str(bad) in message and expected in message and md5_of(bad) in message
+    assert "Delete it" in message and "--online cifar10" in message and CIFAR10.url in message
+    assert not (tmp_path / "cache" / "cifar10.npz").exists()
+
+
+def test_svhn_layout_maps_label_10_to_0(tmp_path, monkeypatch):
+    arrays = write_svhn(tmp_path, monkeypatch)
     train = load("svhn", "train", root=tmp_path)
     X, y = arrays["train"]
     np.testing.assert_array_equal(train.labels, [0, 1, 9, 0, 3])
@@ -51,12 +94,61 @@ def test_svhn_layout_maps_label_10_to_0(tmp_path):
     assert load("svhn", "test", root=tmp_path).images.shape == (3, 3, 32, 32)
 
 
-def test_absent_cifar_and_svhn_say_where_files_go(tmp_path):
-    with pytest.raises(DataUnavailableError, match="cifar-10-batches-py.*download=True"):
+def test_corrupt_svhn_file_is_refused_by_name(tmp_path, monkeypatch):
+    write_svhn(tmp_path, monkeypatch)
+    flip_a_byte(tmp_path / "test_32x32.mat")
+    with pytest.raises(DataCorruptError, match=r"test_32x32\.mat is corrupt.*ufldl"):
+        load("svhn", "train", root=tmp_path)
+
+
+def test_absent_cifar_and_svhn_say_where_files_go_and_how_to_fetch(tmp_path):
+    with pytest.raises(DataUnavailableError, match=r"cifar-10-batches-py/data_batch_1.*--online cifar10"):
         load("cifar10", root=tmp_path)
-    with pytest.raises(DataUnavailableError, match="train_32x32.mat"):
+    with pytest.raises(DataUnavailableError, match=r"train_32x32\.mat.*CLOSER_LOOK_ONLINE=1"):
         load("svhn", "test", root=tmp_path)
     assert not datasets.available("cifar10", root=tmp_path)
+
+
+def test_file_list_is_torchvisions():
+    root = Path("/r")
+    for dataset, names in datasets.TORCHVISION_FILES.items():
+        files = datasets._torchvision_files(dataset, root)
+        assert [str(f.path.relative_to(root)) for f in files] == list(names)
+
+
+def test_fetch_downloads_only_when_asked(tmp_path, monkeypatch):
+    published = tmp_path / "published"
+    write_cifar10(published, monkeypatch)
+    calls = []
+
+    def fake_download(self):  # stands in for torchvision's fetch from the internet
+        calls.append(self.root)
+        shutil.copytree(published / "cifar-10-batches-py", Path(self.root) / "cifar-10-batches-py")
+
+    monkeypatch.setattr(CIFAR10, "download", fake_download)
+    root = tmp_path / "data"
+    assert datasets.fetch(["cifar10"], root=root)["cifar10"].startswith("absent:")
+    assert "--online cifar10" in datasets.fetch(["cifar10"], root=root)["cifar10"] and calls == []
+    monkeypatch.setenv("CLOSER_LOOK_DATA", str(root))
+    assert datasets.main(["fetch", "--online", "cifar10"]) == 0 and len(calls) == 1
+    assert len(load("cifar10", "train", root=root)) == 20
+    monkeypatch.setenv("CLOSER_LOOK_DATA", str(tmp_path / "other"))
+    monkeypatch.setenv("CLOSER_LOOK_ONLINE", "1")
+    assert datasets.main(["fetch", "cifar10"]) == 0 and len(calls) == 2
+
+
+def test_fetch_command_reports_corrupt_files_and_bad_settings(tmp_path, monkeypatch, capsys):
+    write_cifar10(tmp_path, monkeypatch)
+    flip_a_byte(tmp_path / "cifar-10-batches-py" / "test_batch")
+    monkeypatch.setenv("CLOSER_LOOK_DATA", str(tmp_path))
+    assert datasets.main(["fetch", "cifar10"]) == 1
+    assert "corrupt:" in capsys.readouterr().out
+    monkeypatch.setenv("CLOSER_LOOK_ONLINE", "yes")
+    with pytest.raises(SystemExit):
+        datasets.main(["fetch", "cifar10"])
+    assert "CLOSER_LOOK_ONLINE='yes' is not accepted" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no online download"):
+        datasets.download_online("mnist", root=tmp_path)
 
 
 def test_bad_names_are_refused():

@@ -1,10 +1,9 @@
 """The paper's networks have the paper's shapes; dropout is a setting; the WRN reads CIFAR-format data."""
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
+from test_datasets import write_cifar10
 
 from lib import datasets
 from lib.robustness import defenses
@@ -78,20 +77,8 @@ def test_bad_model_names_and_shapes_are_refused():
         build_model("small", dropout=1.0)
 
 
-def write_tiny_cifar(root, n_per_batch: int = 8) -> None:
-    """torchvision's cifar-10-batches-py layout, a few random images per batch file."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (n_per_batch, 3 * 32 * 32), dtype=np.uint8),
-                 "labels": list(rng.integers(0, 10, n_per_batch))}
-        with open(folder / name, "wb") as handle:
-            pickle.dump(batch, handle)
-
-
-def test_wrn_trains_on_tiny_cifar_format_files(tmp_path):
-    write_tiny_cifar(tmp_path)
+def test_wrn_trains_on_tiny_cifar_format_files(tmp_path, monkeypatch):
+    write_cifar10(tmp_path, monkeypatch, n_per_batch=8)  # torchvision's layout, MD5s registered
     train_split = datasets.load("cifar10", "train", root=tmp_path)
     assert len(train_split) == 40 and train_split.images.shape[1:] == (3, 32, 32)
     x, y = train_split.tensors()
