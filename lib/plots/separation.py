@@ -19,6 +19,8 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 TEXT_PT = 10  # smallest text size of every figure here
 TITLE_PT = 11
 PAGE_WIDTH_IN = 6.9  # widest figure the page shows unscaled
+HISTOGRAM_GREY = "#5A5A5A"
+"""Bars of the toy histograms: class colours mean classes in this chapter, never datasets."""
 LINF_NEAREST = "$\\ell_\\infty$ distance to the nearest training image of another (same) label"
 
 
@@ -31,18 +33,25 @@ def _legible(ax: plt.Axes) -> plt.Axes:
 
 
 def plot_toy_balls(ax: plt.Axes, X: np.ndarray, y: np.ndarray, r: float, *, pair: tuple[int, int] | None = None,
-                   title: str = "") -> plt.Axes:
+                   title: str = "", balls: Sequence[int] | None = None) -> plt.Axes:
     """Points of a 2-D dataset with the L-infinity ball of radius ``r`` (a square) around each.
 
     The set is r-separated exactly when squares of different colours never overlap, i.e. when
     differently labelled points are at L-infinity distance >= 2r (Yang et al. 2020, §3).
-    ``pair`` (i, j) draws the closest differently labelled pair.
+    ``pair`` (i, j) draws the closest differently labelled pair. ``balls`` (indices) draws
+    the squares of those points only, outlined: on overlapping classes the squares of every
+    point would cover the picture.
     """
+    filled = balls is None
+    drawn = np.arange(len(X)) if filled else np.asarray(balls, dtype=int)
+    for index in drawn:
+        color = OKABE_ITO[int(y[index]) % len(OKABE_ITO)]
+        x0, x1 = X[index]
+        ax.add_patch(Rectangle((x0 - r, x1 - r), 2 * r, 2 * r, facecolor=color if filled else "none",
+                               alpha=0.18 if filled else 1.0, edgecolor=color, linewidth=0.4 if filled else 1.8,
+                               linestyle="-" if filled or y[index] % 2 == 0 else "--", zorder=2 + (not filled)))
     for label in np.unique(y):
         color = OKABE_ITO[int(label) % len(OKABE_ITO)]
-        for x0, x1 in X[y == label]:
-            ax.add_patch(Rectangle((x0 - r, x1 - r), 2 * r, 2 * r, facecolor=color, alpha=0.18,
-                                   edgecolor=color, linewidth=0.4))
         ax.scatter(*X[y == label].T, s=10, color=color, label=f"class {label}", zorder=3)
     if pair is not None:
         i, j = pair
@@ -54,10 +63,11 @@ def plot_toy_balls(ax: plt.Axes, X: np.ndarray, y: np.ndarray, r: float, *, pair
 
 
 def plot_toy_balls_rows(sets: Sequence[dict], r: float) -> Figure:
-    """:func:`plot_toy_balls` for several sets, one row each (dicts: X, y, pair, title)."""
+    """:func:`plot_toy_balls` for several sets, one row each (dicts: X, y, pair, title, balls)."""
     fig, axes = plt.subplots(len(sets), 1, figsize=(5.6, 4.0 * len(sets)), squeeze=False)
     for ax, entry in zip(axes[:, 0], sets):
-        plot_toy_balls(ax, entry["X"], entry["y"], r, pair=entry.get("pair"), title=entry.get("title", ""))
+        plot_toy_balls(ax, entry["X"], entry["y"], r, pair=entry.get("pair"), title=entry.get("title", ""),
+                       balls=entry.get("balls"))
     fig.tight_layout()
     return fig
 
@@ -148,8 +158,8 @@ def plot_toy_distance_histograms(named: dict[str, np.ndarray], two_r: dict[str, 
     """
     fig, axes = plt.subplots(len(named), 1, figsize=(6.4, 1.9 * len(named) + 0.5), sharex=True, squeeze=False)
     edges = np.histogram_bin_edges(np.concatenate(list(named.values())), bins=40)
-    for k, (ax, (name, distances)) in enumerate(zip(axes[:, 0], named.items())):
-        ax.hist(distances, bins=edges, color=OKABE_ITO[k % len(OKABE_ITO)], alpha=0.85)
+    for ax, (name, distances) in zip(axes[:, 0], named.items()):
+        ax.hist(distances, bins=edges, color=HISTOGRAM_GREY)  # one colour: panels are sets, not classes
         if name in two_r:
             ax.axvline(two_r[name], color="black", linestyle="--", label=f"2r = {two_r[name]:.3f}")
             ax.legend(fontsize=TEXT_PT, loc="upper right")
