@@ -130,7 +130,7 @@ def test_the_site_is_published_from_the_default_branch_to_the_launch_branch():
     assert publish["permissions"] == {"contents": "write"}
     script = publish["steps"][-1]["run"]
     assert f"--initial-branch {PUBLISH_BRANCH}" in script and script.rstrip().endswith(PUBLISH_BRANCH)
-    upload = [s for s in load("book.yml")["jobs"]["test"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    upload = [s for s in load("book.yml")["jobs"]["test"]["steps"] if s.get("with", {}).get("name") == "site"]
     assert upload and upload[0]["with"]["path"] == "_build/ci/site/_build/html"
 
 
@@ -158,10 +158,17 @@ def test_cache_keys_follow_what_makes_a_cache_valid():
 def test_the_gpu_workflow_is_started_by_hand_on_a_gpu_runner_and_keeps_its_results():
     workflow = load("book-gpu.yml")
     assert set(workflow["on"]) == {"workflow_dispatch"}
-    assert set(workflow["on"]["workflow_dispatch"]["inputs"]["profile"]["options"]) <= set(PROFILES)
+    assert set(workflow["on"]["workflow_dispatch"]["inputs"]["profile"]["options"]) == set(PROFILES)
     job = workflow["jobs"]["book"]
     assert {"self-hosted", "gpu"} <= set(job["runs-on"])
     assert any("make book" in step.get("run", "") and "DEVICE=cuda" in step["run"] for step in job["steps"])
     kept = [step["with"]["path"] for step in job["steps"] if "upload-artifact" in step.get("uses", "")]
     assert any(path.endswith("/site/book/*.ipynb") for path in kept)
     assert any(path.endswith("/site/_build/html") for path in kept)
+
+
+def test_a_failed_build_keeps_its_executed_notebooks():
+    steps = load("book.yml")["jobs"]["test"]["steps"]
+    kept = [step for step in steps if "upload-artifact" in step.get("uses", "") and step.get("if") == "failure()"]
+    assert kept, "book.yml: no upload of the executed notebooks under if: failure()"
+    assert any(line.endswith("/site/book/*.ipynb") for line in kept[0]["with"]["path"].split())
