@@ -6,6 +6,7 @@ Each command is the command line of one module, given the rest of the arguments:
 * ``data``: fetch and verify the datasets (:mod:`lib.datasets`: ``fetch``);
 * ``defenses``: the defenses grid (:mod:`lib.robustness.defenses`: ``train``, ``table``, ``grid``);
 * ``generalization``: the generalization studies (:mod:`lib.robustness.generalization`: ``run``, ``table``);
+* ``separation``: the separation of datasets, as Table 1 (:mod:`lib.separation`);
 * ``classroom``: the nbgrader course (:mod:`lib.classroom`: ``pack``, ``samples``, ``grade``).
 """
 
@@ -19,6 +20,7 @@ COMMANDS = {
     "data": "lib.datasets",
     "defenses": "lib.robustness.defenses",
     "generalization": "lib.robustness.generalization",
+    "separation": "lib.separation.__main__",
     "classroom": "lib.classroom.__main__",
 }
 """Each command and the module whose ``main(argv)`` runs it."""

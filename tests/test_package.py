@@ -34,3 +34,15 @@ def test_one_command_runs_each_modules_command_line(capsys):
             main([command, "--help"])
         assert done.value.code == 0
         assert f"usage: closer-look {command}" in capsys.readouterr().out
+
+
+def test_the_separation_command_prints_table_1_rows_and_refuses_absent_data(capsys, monkeypatch):
+    from lib import datasets
+    from lib.separation.__main__ import main as separation
+
+    assert separation(["digits", "--query-size", "50"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("digits")]
+    assert row and "0.500" in row[0]  # the train-train separation of the 50 queries: 8 of 16 grey levels
+    monkeypatch.setattr(datasets, "available", lambda name, **_: name != "svhn")
+    assert separation(["digits", "svhn"]) == 2
+    assert "absent here: svhn" in capsys.readouterr().err
