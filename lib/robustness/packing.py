@@ -16,6 +16,7 @@ data size and schedule, never share a pack) and evaluation settings. A pack trai
 checkpoints: a pack cut short is trained again.
 
     python -m lib.robustness.packing --profile gpu --device cuda --max-k 16 [--list]
+    python -m lib.robustness.packing --profile gpu --device cpu --toy --datasets mnist --methods trades
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lib import datasets
 from lib.artifacts import artifact_path, load_or_compute
-from lib.profiles import resolve_device
+from lib.profiles import get_profile, resolve_device
 from lib.robustness import defenses, generalization
+from lib.robustness.defenses import PASSES_PER_IMAGE
 from lib.robustness.evaluation import evaluate
 from lib.robustness.packed import LOSS_WEIGHTS, seeded_networks, train_packed
 from lib.robustness.training import build_for
@@ -112,28 +115,37 @@ def _measure(job: defenses.Job, model: torch.nn.Module, train: Tensors, test: Te
 
 # --------------------------------------------------------------------------- the tier
 
+Entry = defenses.Job | generalization.StudyRun
+"""A tier's run: a defenses job (its record by run_job) or a study's run (its record by run_study)."""
 
-def tier_jobs(profile: str, seed: int = 0) -> list[defenses.Job]:
-    """The jobs a profile's chapters train: the defenses grid, then the generalization studies' networks
-    that are defenses jobs (early stopping trains its own way and is left to its study)."""
-    studies = [run.job for run in generalization.study_runs(profile, seed)
+
+def tier_entries(profile: str, seed: int = 0) -> list[Entry]:
+    """What a profile's chapters train as defenses jobs: the defenses grid, then the generalization
+    studies' runs (early stopping trains its own way and is left to its study)."""
+    studies = [run for run in generalization.study_runs(profile, seed)
                if run.study is not generalization.Study.EARLY_STOPPING]
-    return list(dict.fromkeys([*defenses.grid_jobs(profile, seed), *studies]))
+    return [*defenses.grid_jobs(profile, seed), *studies]
 
 
-def write_records(profile: str, seed: int, device: str) -> int:
-    """The records of every tier job whose result is stored, written by the usual code; how many."""
-    written = 0
-    for job in defenses.grid_jobs(profile, seed):
-        if datasets.available(job.dataset) and is_stored(job):
-            defenses.run_job(job, device)
-            written += 1
-    for run in generalization.study_runs(profile, seed):
-        if run.study is not generalization.Study.EARLY_STOPPING and datasets.available(run.dataset) \
-                and is_stored(run.job):
-            generalization.run_study(run, device)
-            written += 1
-    return written
+def job_of(entry: Entry) -> defenses.Job:
+    return entry if isinstance(entry, defenses.Job) else entry.job
+
+
+def toy(entry: Entry) -> Entry:
+    """The run at toy size, for a dry run of the tier on a CPU: the strided CNN on 64 training images,
+    one epoch, PGD on 32 points, the Lipschitz estimates on 16, no AutoAttack and no epoch monitor."""
+    job = job_of(entry)
+    train = dataclasses.replace(job.train, model="strided", train_size=64, epochs=1, milestones=())
+    evaluation = dataclasses.replace(job.evaluation, adv_train_size=32, adv_test_size=32, autoattack_size=0,
+                                     lipschitz_size=16, lipschitz_steps=2, lipschitz_restarts=1, monitor_size=0)
+    small = dataclasses.replace(job, train=train, evaluation=evaluation, custom=True)
+    return small if isinstance(entry, defenses.Job) else dataclasses.replace(entry, job=small)
+
+
+def write_record(entry: Entry, device: str) -> dict[str, Any]:
+    """The entry's record, written by the usual code (which reads the stored result)."""
+    return defenses.run_job(entry, device) if isinstance(entry, defenses.Job) else \
+        generalization.run_study(entry, device)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,30 +155,61 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-k", type=int, default=16, help="most networks trained in one step")
     parser.add_argument("--datasets", default=None, help="comma-separated datasets (default: every one present)")
+    parser.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
+    parser.add_argument("--toy", action="store_true", help="every run at toy size (a dry run on a CPU)")
+    parser.add_argument("--summary", type=Path, default=None, help="write the tier's wall time and images/s here")
     parser.add_argument("--list", action="store_true", help="print the packs (one JSON line each); nothing runs")
     return parser
+
+
+def selected(args: argparse.Namespace) -> list[Entry]:
+    """The tier's runs the arguments select (data present), at toy size with ``--toy``."""
+    get_profile(args.profile)
+    resolve_device(args.device)
+    if not isinstance(args.max_k, int) or args.max_k < 1:
+        raise ValueError(f"--max-k must be an integer >= 1, got {args.max_k}")
+    wanted = {name: None if text is None else set(text.split(",")) for name, text in
+              (("datasets", args.datasets), ("methods", args.methods))}
+    entries = [entry for entry in tier_entries(args.profile, args.seed)
+               if (wanted["datasets"] is None or job_of(entry).dataset in wanted["datasets"])
+               and (wanted["methods"] is None or job_of(entry).run.method in wanted["methods"])
+               and datasets.available(job_of(entry).dataset)]
+    return [toy(entry) for entry in entries] if args.toy else entries
+
+
+def run_tier(entries: Sequence[Entry], max_k: int, device: str) -> dict[str, Any]:
+    """Train the entries' unstored jobs in packs, then write every entry's record; the tier's numbers."""
+    packs = packs_of([job for job in dict.fromkeys(map(job_of, entries)) if not is_stored(job)], max_k)
+    started, images = time.perf_counter(), 0
+    for pack in packs:
+        print(json.dumps({"dataset": pack[0].dataset, "method": pack[0].run.method, "k": len(pack),
+                          "jobs": [job.slug for job in pack]}), flush=True)
+        for result, job in zip(train_pack(pack, device), pack):
+            images += result["n_train"] * job.train.epochs * PASSES_PER_IMAGE[job.run.method]
+    trained = time.perf_counter() - started
+    for entry in entries:
+        write_record(entry, device)
+    return {"packs": len(packs), "networks": sum(map(len, packs)), "records": len(entries),
+            "train_and_measure_s": round(trained, 1), "wall_s": round(time.perf_counter() - started, 1),
+            "pass_images_per_s": round(images / trained, 1) if trained else None}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        resolve_device(args.device)
-        wanted = None if args.datasets is None else set(args.datasets.split(","))
-        jobs = [job for job in tier_jobs(args.profile, args.seed)
-                if (wanted is None or job.dataset in wanted) and datasets.available(job.dataset)]
-        packs = packs_of([job for job in jobs if args.list or not is_stored(job)], args.max_k)
+        entries = selected(args)
+        if args.list:
+            for pack in packs_of(list(dict.fromkeys(map(job_of, entries))), args.max_k):
+                print(json.dumps({"dataset": pack[0].dataset, "method": pack[0].run.method, "k": len(pack),
+                                  "jobs": [job.slug for job in pack]}))
+            return 0
     except (ValueError, datasets.DataUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for pack in packs:
-        print(json.dumps({"dataset": pack[0].dataset, "method": pack[0].run.method, "k": len(pack),
-                          "jobs": [job.slug for job in pack]}), flush=True)
-        if not args.list:
-            started = time.perf_counter()
-            train_pack(pack, args.device)
-            print(f"  trained and measured in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-    if not args.list:
-        print(f"{write_records(args.profile, args.seed, args.device)} records written", file=sys.stderr)
+    summary = run_tier(entries, args.max_k, args.device)
+    print(json.dumps(summary), flush=True)
+    if args.summary is not None:
+        args.summary.write_text(json.dumps(summary, indent=1) + "\n")
     return 0
 
 
