@@ -130,3 +130,20 @@ def test_a_pack_writes_the_records_of_its_jobs_separate_runs(tiny_mnist, tmp_pat
         assert_close({k: v for k, v in packed[name].items() if k not in apart},
                      {k: v for k, v in record.items() if k not in apart}, name)
         assert_lipschitz_within_noise(packed[name], record, name)
+
+
+@pytest.mark.parametrize("argv, message", [(["--max-k", "0"], "--max-k must be an integer >= 1"),
+                                           (["--profile", "paper"], "valid profiles"),
+                                           (["--device", "tpu"], "valid devices")])
+def test_the_command_line_refuses_bad_input_before_any_work(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(packing, "train_pack", lambda *a, **k: pytest.fail("trained before validating"))
+    assert packing.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_prints_the_gpu_tiers_packs(capsys, monkeypatch):
+    monkeypatch.setattr(defenses.datasets, "available", lambda name: name == "mnist")
+    assert packing.main(["--profile", "gpu", "--list", "--datasets", "mnist"]) == 0
+    packs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"method": "trades", "k": 3} in [{k: p[k] for k in ("method", "k")} for p in packs[:7]]
+    assert [p["k"] for p in packs if p["method"] == "rst"][:2] == [3, 2]  # lambda in {0.5, 1, 2}; dropout 0 / 0.5
