@@ -8,8 +8,9 @@ and prints the library's overhead as a ratio (target <= 1.1). Each figure is the
 present, on CUDA.
 
 Then it times K networks trained one after the other (K calls of ``train``) against the
-same K trained in one step (lib.robustness.packed.train_packed), K = ``--packs``: images per
-second (all K networks' images) and achieved GFLOP/s, counted as the book counts its GPU
+same K trained in one step (lib.robustness.packed.train_packed), K = ``--packs`` (1, 4, 16),
+side by side in one table: images per second (all K networks' images), achieved TFLOP/s and
+each run's ratio to the sequential run of the same K, the FLOPs counted as the book counts its GPU
 throughput (lib.robustness.defenses.forward_macs, PASSES_PER_IMAGE): 6 FLOPs per
 multiply-add of one forward pass (the forward, and a backward of twice its cost) per pass,
 natural 1 pass per image, AT 11 (10 PGD steps and the outer pass), TRADES 12 (10 steps and
@@ -17,7 +18,7 @@ two outer passes). An attack step's backward computes no weight gradients, so th
 figures overstate the work a little, equally for both.
 
     .venv/bin/python benchmarks/training_benchmark.py --images 1024 --repeat 3
-    .venv/bin/python benchmarks/training_benchmark.py --quick   # about 30 s on 2 CPU cores
+    .venv/bin/python benchmarks/training_benchmark.py --quick --device cpu   # about 30 s on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -164,45 +165,71 @@ def bench_packed(device: torch.device, model_name: str, images: int, batch: int,
     return rows
 
 
-def print_packed(devices: list[torch.device], models: list[str], images: int, batch: int, repeat: int,
-                 packs: list[int]) -> None:
-    """The sequential-vs-packed table: images/s, GFLOP/s and packed / sequential."""
-    print(f"\n{images} images per network, batch {batch}; img/s counts all K networks' images")
-    print(f"{'device':<7}{'model':<8}{'work':<9}{'K':>3}{'seq img/s':>10}{'packed img/s':>13}"
-          f"{'seq GFLOP/s':>12}{'packed GFLOP/s':>15}{'packed/seq':>11}")
+def packed_rows(devices: list[torch.device], models: list[str], images: int, batch: int, repeat: int,
+                packs: list[int]) -> list[dict]:
+    """One row per device, model, method and K: images/s and TFLOP/s of both runs, packed / sequential."""
+    rows = []
     for device in devices:
         for model_name in models:
             for method, networks, seq, packed in bench_packed(device, model_name, images, batch, repeat, packs):
-                per_image = training_gflop(model_name, method, 1)
-                print(f"{device.type:<7}{model_name:<8}{method:<9}{networks:>3}{seq:10.0f}{packed:13.0f}"
-                      f"{seq * per_image:12.2f}{packed * per_image:15.2f}{packed / seq:11.2f}", flush=True)
+                per_image = training_gflop(model_name, method, 1) / 1e3
+                rows.append({"device": device.type, "model": model_name, "method": method, "k": networks,
+                             "seq_images_s": seq, "packed_images_s": packed, "seq_tflops": seq * per_image,
+                             "packed_tflops": packed * per_image, "packed_over_seq": packed / seq})
+    return rows
 
 
-def main() -> None:
+def print_packed(rows: list[dict], images: int, batch: int) -> None:
+    """The sequential-vs-packed table: images/s, TFLOP/s and packed / sequential, side by side."""
+    print(f"\n{images} images per network, batch {batch}; img/s counts all K networks' images")
+    print(f"{'device':<7}{'model':<8}{'work':<9}{'K':>3}{'seq img/s':>10}{'packed img/s':>13}"
+          f"{'seq TFLOP/s':>12}{'packed TFLOP/s':>15}{'packed/seq':>11}")
+    for r in rows:
+        print(f"{r['device']:<7}{r['model']:<8}{r['method']:<9}{r['k']:>3}{r['seq_images_s']:10.0f}"
+              f"{r['packed_images_s']:13.0f}{r['seq_tflops']:12.4f}{r['packed_tflops']:15.4f}"
+              f"{r['packed_over_seq']:11.2f}", flush=True)
+
+
+QUICK = {"images": 256, "batch": 32, "repeat": 2, "models": "strided", "per_network": 128}
+"""``--quick``: the strided CNN, 256 images (128 per network), batch 32, best of 2; options given win."""
+DEFAULTS = {"images": 1024, "batch": 128, "repeat": 3, "models": "small,cnn002", "per_network": None}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=1024, help="training images (adversarial runs use a quarter)")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--models", default="small,cnn002")
+    parser.add_argument("--images", type=int, help="training images (adversarial runs use a quarter); default 1024")
+    parser.add_argument("--batch", type=int, help="default 128")
+    parser.add_argument("--repeat", type=int, help="default 3")
+    parser.add_argument("--models", help="default small,cnn002")
     parser.add_argument("--devices", default="cpu,cuda", help="devices to time; cuda is skipped where absent")
+    parser.add_argument("--device", default=None, help="one device to time (instead of --devices)")
     parser.add_argument("--packs", default="1,4,16", help="numbers of networks trained in one step")
     parser.add_argument("--per-network", type=int, default=None,
                         help="images per network in the packed comparison (default: a quarter of --images)")
     parser.add_argument("--quick", action="store_true",
                         help="a small run (strided CNN, 256 images, 128 per network, batch 32, best of 2)")
-    args = parser.parse_args()
-    if args.quick:
-        args.images, args.batch, args.repeat, args.models, args.per_network = 256, 32, 2, "strided", 128
-    devices = [torch.device(name) for name in args.devices.split(",")
-               if name != "cuda" or torch.cuda.is_available()]
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Print both tables; the packed table's rows."""
+    args = _parser().parse_args(argv)
+    for name, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    names = [args.device] if args.device else args.devices.split(",")
+    devices = [torch.device(name) for name in names if not name.startswith("cuda") or torch.cuda.is_available()]
     print(f"{'device':<7}{'model':<8}{'work':<15}{'book img/s':>11}{'plain img/s':>12}{'ratio':>7}")
     for device in devices:
         for model_name in args.models.split(","):
             for work, book, plain in bench(device, model_name, args.images, args.batch, args.repeat):
                 print(f"{device.type:<7}{model_name:<8}{work:<15}{book:11.0f}{plain:12.0f}{plain / book:7.2f}",
                       flush=True)
-    print_packed(devices, args.models.split(","), args.per_network or args.images // 4, args.batch, args.repeat,
-                 [int(k) for k in args.packs.split(",")])
+    images = args.per_network or args.images // 4
+    rows = packed_rows(devices, args.models.split(","), images, args.batch, args.repeat,
+                       [int(k) for k in args.packs.split(",")])
+    print_packed(rows, images, args.batch)
+    return rows
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ paper's table columns with their standard errors, and AutoAttack), :mod:`.defens
 per run, its claims and the ``python -m lib defenses`` command line), :mod:`.generalization`
 (dropout, early stopping, training-set size) and :mod:`.scorecard` (every measured claim of
 the paper with its verdicts). :mod:`.packed` trains K networks of one architecture in one step
-(the GPU tier's grids), equal to K separate runs; :mod:`.streams` gives each network its own
-random draws. Noise and verdicts follow :mod:`lib.stats`.
+(the GPU tier's grids), equal to K separate runs, and :mod:`.packing` groups the tier's jobs
+into such packs and stores their results as separate runs would; :mod:`.streams` gives each
+network its own random draws. Noise and verdicts follow :mod:`lib.stats`.
 """

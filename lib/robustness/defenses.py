@@ -214,17 +214,23 @@ def pause_after(epochs: int, deadline: float | None, name: str) -> Callable[[int
     return after_epoch
 
 
+def job_monitor(job: Job, train: tuple[torch.Tensor, torch.Tensor],
+                test: tuple[torch.Tensor, torch.Tensor]) -> Callable[[nn.Module, int], dict[str, float]] | None:
+    """The job's epoch monitor: clean and PGD accuracy on its first ``monitor_size`` train and test points."""
+    n = job.evaluation.monitor_size
+    return epoch_monitor((train[0][:n], train[1][:n]), (test[0][:n], test[1][:n]), job.radius,
+                         job.evaluation.attack_steps) if n else None
+
+
 def train_and_evaluate(job: Job, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
                        device: torch.device, deadline: float | None = None) -> dict[str, Any]:
     """Train (or load, or resume) the job's network on ``train`` and measure it; what its result artifact holds."""
     e = job.evaluation
     n = e.monitor_size
-    monitor = epoch_monitor((train[0][:n], train[1][:n]), (test[0][:n], test[1][:n]), job.radius,
-                            e.attack_steps) if n else None
     started = time.perf_counter()
     model, history = load_or_train(
         f"defense-{job.dataset}-{job.slug}-{job.profile}", job.train, *train, seed=job.seed, device=device,
-        objective=job.objective(), monitor=monitor, monitor_every=e.monitor_every,
+        objective=job.objective(), monitor=job_monitor(job, train, test), monitor_every=e.monitor_every,
         after_epoch=pause_after(job.train.epochs, deadline, job.slug),
         monitor_config={"points": n, "eps": job.radius, "steps": e.attack_steps})
     trained = time.perf_counter()
@@ -240,14 +246,18 @@ def job_result(job: Job, device: str = "auto", *, deadline: float | None = None)
     """
     resolved = resolve_device(device)
     train_data, test_data = load_data(job)
-    objective = objective_key(job.objective())
-    config = {"job": job, "objective": objective, "data": array_digest(test_data.images)}
 
     def compute() -> dict[str, Any]:
         tensors = train_data.tensors(resolved), test_data.tensors(resolved)
         return {**train_and_evaluate(job, *tensors, resolved, deadline), "device": resolved.type}
 
-    return load_or_compute(f"defense-result-{job.dataset}-{job.slug}-{job.profile}", config, compute, seed=job.seed)
+    return load_or_compute(*result_artifact(job, test_data), compute, seed=job.seed)
+
+
+def result_artifact(job: Job, test_data: datasets.ImageData) -> tuple[str, dict[str, Any]]:
+    """Name and key of the job's result artifact: the whole job, its objective and the test split's digest."""
+    config = {"job": job, "objective": objective_key(job.objective()), "data": array_digest(test_data.images)}
+    return f"defense-result-{job.dataset}-{job.slug}-{job.profile}", config
 
 
 def job_record(job: Job, result: dict[str, Any]) -> dict[str, Any]:

@@ -502,17 +502,27 @@ def _train_packed_epoch(packed: PackedNetwork, x: torch.Tensor, y: torch.Tensor,
     return [float(value) / y.shape[1] for value in total]
 
 
-def _monitor(packed: PackedNetwork, monitor: EpochMonitor, epoch: int, seeds: Sequence[int],
+def _monitor(packed: PackedNetwork, monitors: Sequence[EpochMonitor], epoch: int, seeds: Sequence[int],
              histories: Sequence[TrainHistory]) -> None:
-    """The monitor's numbers of each network, measured as a separate run measures them (its own seed)."""
-    for model, seed, history in zip(unpack(packed), seeds, histories):
+    """Each network's monitor's numbers, measured as a separate run measures them (its own seed)."""
+    for model, monitor, seed, history in zip(unpack(packed), monitors, seeds, histories):
         history.metrics.append(_measure(model, monitor, epoch, seed))
+
+
+def _monitors(monitor: EpochMonitor | Sequence[EpochMonitor] | None, networks: int) -> list[EpochMonitor] | None:
+    """One monitor per network (the one given, for all), or None; a ValueError for a wrong count."""
+    if monitor is None or callable(monitor):
+        return None if monitor is None else [monitor] * networks
+    if len(monitor) != networks or not all(callable(m) for m in monitor):
+        raise ValueError(f"a pack of {networks} networks takes one monitor or {networks} of them, got {monitor!r}")
+    return list(monitor)
 
 
 def train_packed(models: Sequence[nn.Sequential], datasets: Sequence[tuple[torch.Tensor, torch.Tensor]],
                  settings: TrainSettings, *, objectives: Objective | Sequence[Objective] = Natural(),
                  seeds: Sequence[int], generators: Sequence[torch.Generator] | None = None,
-                 monitor: EpochMonitor | None = None, monitor_every: int = 1) -> list[TrainHistory]:
+                 monitor: EpochMonitor | Sequence[EpochMonitor] | None = None,
+                 monitor_every: int = 1) -> list[TrainHistory]:
     """Train K networks of one architecture in one step each: :func:`lib.robustness.training.train` K times over.
 
     Network k trains on ``datasets[k]`` (equal sizes) with ``objectives[k]`` (or the one
@@ -520,9 +530,11 @@ def train_packed(models: Sequence[nn.Sequential], datasets: Sequence[tuple[torch
     ``generators[k]`` (default: seeded by ``seeds[k]``, a run after ``torch.manual_seed(seed)``;
     :func:`seeded_networks` gives those of separate runs after the same builds). Trained weights
     are copied back into ``models``, left in eval mode, as ``train`` leaves its model.
-    ``monitor(model, epoch)`` measures each unpacked network as in ``train``. Everything is
+    ``monitor(model, epoch)`` measures each unpacked network as in ``train`` (or ``monitor[k]``
+    network k, on its own points). Everything is
     validated before any computation; no checkpoints (a pack is short: rerun it).
     """
+    monitors = _monitors(monitor, len(models))
     packed, records, generators = _prepare(models, datasets, objectives, seeds, generators, monitor_every)
     x, y = torch.stack([x for x, _ in datasets]), torch.stack([y for _, y in datasets])
     optimizer = make_optimizer(packed, settings)
@@ -530,15 +542,15 @@ def train_packed(models: Sequence[nn.Sequential], datasets: Sequence[tuple[torch
     shufflers = [torch.Generator().manual_seed(seed) for seed in seeds]
     histories = [TrainHistory() for _ in models]
     epochs = range(settings.epochs)  # no bar around a monitor (its attacks draw their own), as in train
-    bar = epochs if monitor is not None else progress(epochs, desc=f"epochs, {len(models)} packed", total=len(epochs))
+    bar = epochs if monitors is not None else progress(epochs, desc=f"epochs, {len(models)} packed", total=len(epochs))
     for epoch in bar:
         with streams.per_network(generators):
             losses = _train_packed_epoch(packed, x, y, settings, records, optimizer, shufflers)
         for history, loss in zip(histories, losses):
             history.loss.append(loss)
             history.lr.append(optimizer.param_groups[0]["lr"])
-        if monitor is not None and ((epoch + 1) % monitor_every == 0 or epoch + 1 == settings.epochs):
-            _monitor(packed, monitor, epoch, seeds, histories)
+        if monitors is not None and ((epoch + 1) % monitor_every == 0 or epoch + 1 == settings.epochs):
+            _monitor(packed, monitors, epoch, seeds, histories)
         scheduler.step()
     for k, model in enumerate(models):
         model.load_state_dict(network_state(packed, k))
