@@ -315,3 +315,14 @@ def test_a_crash_while_storing_a_record_keeps_the_previous_one(tiny_profile):
         gen._store(run, {"train_seconds": 1.0, "eval_seconds": 2.0, "unstorable": object()})
     assert json.loads(gen.record_path(run).read_text()) == json.loads(json.dumps(first))
     assert [p.name for p in gen.record_path(run).parent.iterdir()] == [gen.record_path(run).name]
+
+
+def test_two_runs_that_share_a_network_are_one_submitted_task(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLOSER_LOOK_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(datasets, "available", lambda name: True)
+    monkeypatch.setattr(gen, "is_published", lambda run: False)
+    groups = gen.pending_groups("ci", 0)
+    assert sorted(gen.study_runs("ci").index(run) for group in groups for run in group) == \
+        list(range(len(gen.study_runs("ci"))))  # every run once
+    shared = [group for group in groups if len(group) > 1]
+    assert shared and all(len({gen._network(r) for r in group}) == 1 for group in shared)

@@ -57,6 +57,13 @@ def test_bad_submit_settings_are_refused_with_what_is_accepted():
         jobs.SubmitSettings(time_minutes=0).check()
 
 
+def test_slurm_is_refused_where_sbatch_is_absent(monkeypatch):
+    monkeypatch.setattr(jobs.shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match="sbatch is not on this machine; .* or use --executor local"):
+        jobs.SubmitSettings(executor="slurm").check()
+    assert jobs.SubmitSettings(executor="local").check().executor == "local"
+
+
 def test_a_task_past_its_time_limit_requeues_itself_with_the_same_run():
     task = jobs.GridTask(defenses.run_job, "cuda")
     delayed = task.checkpoint("job 3")
@@ -104,6 +111,7 @@ def test_a_local_submission_runs_the_job_and_table_reads_its_record(monkeypatch,
     settings = jobs.SubmitSettings(executor="local", folder=tmp_path / "logs", time_minutes=5)
     [handle] = jobs.submit(jobs.GridTask(run_on_tiny_data, "cpu"), [job], settings, "test")
     record = handle.result()
+    assert type(handle).__name__ == "LocalJob" and handle.paths.stdout.exists()  # a process of its own, logged
     assert record["n_train"] == 24 and record["test_acc_n"] == 12 and record["test_acc"] == computed["test_acc"]
     assert json.loads(defenses.result_path(job).read_text())["test_acc"] == record["test_acc"]
     assert defenses.main(["table", "--dataset", "mnist"]) == 0

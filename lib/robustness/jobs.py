@@ -11,8 +11,10 @@ when a grid is submitted).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -96,12 +98,17 @@ class SubmitSettings:
     parallel: int | None = None  # at most this many array tasks at once (SLURM); None: no limit
 
     def check(self) -> "SubmitSettings":
-        """Refuse an unknown executor or a non-positive limit, with what is accepted."""
+        """Refuse an unknown or absent executor or a non-positive limit, with what is accepted."""
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {self.executor!r}; accepted: {', '.join(EXECUTORS)}")
         if self.time_minutes < 1 or self.gpus < 0 or (self.parallel is not None and self.parallel < 1):
             raise ValueError(f"need --time-minutes >= 1, --gpus >= 0 and --parallel >= 1; got {self.time_minutes}, "
                              f"{self.gpus} and {self.parallel}")
+        if importlib.util.find_spec("submitit") is None:
+            raise ValueError("submitting needs submitit (pip install submitit); or run each job with --index")
+        if self.executor == "slurm" and shutil.which("sbatch") is None:
+            raise ValueError("--executor slurm: SLURM's sbatch is not on this machine; submit from a SLURM login "
+                             "node, or use --executor local")
         return self
 
 
