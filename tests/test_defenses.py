@@ -369,3 +369,13 @@ def test_train_refuses_a_bad_index_before_any_work(fake_runs, monkeypatch, capsy
     assert defenses.main(["train", *argv, "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
     assert not list(fake_runs.rglob("*.json"))
+
+
+def test_a_crash_while_storing_a_record_keeps_the_previous_one(fake_runs, monkeypatch):
+    job = defenses.make_job("mnist", "at", (), "ci")
+    first = defenses.run_job(job, "cpu")
+    monkeypatch.setattr(defenses, "load_or_compute", lambda *a, **k: {**FAKE_RESULT, "unstorable": object()})
+    with pytest.raises(TypeError):
+        defenses.run_job(job, "cpu")
+    assert json.loads(defenses.result_path(job).read_text()) == first
+    assert [p.name for p in defenses.result_path(job).parent.iterdir()] == [defenses.result_path(job).name]

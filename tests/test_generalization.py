@@ -196,7 +196,8 @@ def test_every_run_stores_its_record_and_the_table_reads_them(tiny_profile, caps
 def test_a_run_past_its_time_is_not_started(tiny_profile, capsys, monkeypatch):
     clock = iter(range(0, 10_000, 1_000))
     monkeypatch.setattr(gen.time, "perf_counter", lambda: float(next(clock)))
-    assert gen.main(["run", "--profile", "tiny", "--device", "cpu", "--max-minutes", "0.01"]) == 0
+    # exit status 3: some runs are left, run the command again
+    assert gen.main(["run", "--profile", "tiny", "--device", "cpu", "--max-minutes", "0.01"]) == 3
     out = capsys.readouterr().out
     assert "not started (time is up)" in out
     assert gen.stored_records("tiny") == {}
@@ -242,3 +243,86 @@ def test_two_studies_that_share_a_network_train_it_once(monkeypatch):
     assert [r["slug"] for r in records] == [dropout_without.slug, same_size.slug, gen.early_stopping_run("ci").slug]
     assert calls[:2] == [dropout_without, gen.early_stopping_run("ci")]  # the shared network first, once in parallel
     assert calls[2] == same_size  # then read back for the second study (its own record file)
+
+
+# --------------------------------------------------------------------------- schedulers
+
+
+def test_run_list_gives_one_json_line_per_run_in_run_order(tiny_profile, capsys, monkeypatch):
+    runs = gen.study_runs("tiny")
+    gen.scheduler.write_json(gen.record_path(runs[2]), {"study": "dropout"})
+    monkeypatch.setattr(datasets, "available", lambda name: False)
+    assert gen.main(["run", "--list", "--profile", "tiny", "--device", "cpu"]) == 0
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["index"], e["study"], e["slug"]) for e in entries] == [(i, r.study.value, r.slug)
+                                                                      for i, r in enumerate(runs)]
+    assert [e["stored"] for e in entries] == [i == 2 for i in range(len(runs))]
+    assert not any(e["data_present"] or e["published"] for e in entries)
+    assert entries[3]["command"] == "python -m lib generalization run --profile tiny --device cpu --seed 0 --index 3"
+
+
+def test_run_index_runs_the_listed_run_alone_and_defaults_to_the_slurm_array_task(tiny_profile, capsys,
+                                                                                   monkeypatch):
+    runs = gen.study_runs("tiny")
+    assert gen.main(["run", "--index", "3", "--profile", "tiny", "--device", "cpu"]) == 0
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    assert gen.main(["run", "--profile", "tiny", "--device", "cpu"]) == 0
+    assert [gen.record_path(r).exists() for r in runs] == [True, False, False, True, False]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--index", "5"], "job index 5 is out of range: the tiny studies have jobs 0 to 4"),
+    (["--index", "1", "--list"], "--list, --index N (or $SLURM_ARRAY_TASK_ID) and --print-only exclude each other"),
+    (["--index", "1", "--print-only"], "exclude each other"),
+])
+def test_run_refuses_a_bad_index_before_any_work(tiny_profile, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr(gen, "run_study", lambda *a, **k: pytest.fail("a run started"))
+    assert gen.main(["run", *argv, "--profile", "tiny", "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_paused_index_run_exits_with_status_3(tiny_profile, capsys, monkeypatch):
+    def pause(run, device, deadline=None):
+        raise gen.defenses.TrainingPaused(f"{run.slug}: paused after epoch 1 of 2")
+
+    monkeypatch.setattr(gen, "run_study", pause)
+    assert gen.main(["run", "--index", "0", "--profile", "tiny", "--device", "cpu", "--max-minutes", "1"]) == 3
+    assert "paused after epoch 1 of 2" in capsys.readouterr().err
+
+
+def test_submit_groups_the_pending_runs_by_network(tiny_profile, monkeypatch, capsys):
+    runs = gen.study_runs("tiny")
+    gen.scheduler.write_json(gen.record_path(runs[0]), {"study": "dropout"})
+    sent = []
+
+    class Handle:
+        job_id = "7"
+
+    monkeypatch.setattr(gen.scheduler, "submit", lambda task, items, settings, name: sent.append((task, items))
+                        or [Handle() for _ in items])
+    assert gen.main(["submit", "--executor", "local", "--profile", "tiny", "--device", "cpu"]) == 0
+    [(task, groups)] = sent
+    assert task == gen.scheduler.GridTask(gen.run_group, "cpu")
+    assert [run for group in groups for run in group] == runs[1:]
+    assert all(len({gen._network(r) for r in group}) == 1 for group in groups)
+    assert len({gen._network(group[0]) for group in groups}) == len(groups)
+
+
+def test_a_crash_while_storing_a_record_keeps_the_previous_one(tiny_profile):
+    run = gen.study_runs("tiny")[0]
+    first = gen._store(run, {"train_seconds": 1.0, "eval_seconds": 2.0})
+    with pytest.raises(TypeError):
+        gen._store(run, {"train_seconds": 1.0, "eval_seconds": 2.0, "unstorable": object()})
+    assert json.loads(gen.record_path(run).read_text()) == json.loads(json.dumps(first))
+    assert [p.name for p in gen.record_path(run).parent.iterdir()] == [gen.record_path(run).name]
+
+
+def test_two_runs_that_share_a_network_are_one_submitted_task(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLOSER_LOOK_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(datasets, "available", lambda name: True)
+    monkeypatch.setattr(gen, "is_published", lambda run: False)
+    groups = gen.pending_groups("ci", 0)
+    assert sorted(gen.study_runs("ci").index(run) for group in groups for run in group) == \
+        list(range(len(gen.study_runs("ci"))))  # every run once
+    shared = [group for group in groups if len(group) > 1]
+    assert shared and all(len({gen._network(r) for r in group}) == 1 for group in shared)

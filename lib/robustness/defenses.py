@@ -11,6 +11,11 @@ line read the same records, so a grid can be spread over machines:
     python -m lib defenses train --dataset mnist --method at --train epochs=60 --eval adv_test_size=1000
     python -m lib defenses table --dataset mnist --profile ci
     python -m lib defenses grid --profile gpu [--print-only]
+    python -m lib defenses grid --profile gpu --list        # one JSON line per job
+    python -m lib defenses train --profile gpu --index 3    # default: $SLURM_ARRAY_TASK_ID
+    python -m lib defenses submit --profile gpu --executor slurm --partition gpu --gpus 1
+
+A run that pauses (``--max-minutes``) exits with status 3; running it again resumes it.
 
 Bad input (unknown method, parameter, setting, dataset or profile, eps <= 0, negative beta) is
 refused before any data is read, with the valid values.
@@ -23,7 +28,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -40,6 +44,7 @@ from lib.artifacts import _plain, array_digest, artifact_root, load_or_compute
 from lib.parallel import cpu_workers, process_map
 from lib.profiles import (DefenseDataset, DefenseEvaluation, DefenseRun, TrainSettings, check_evaluation,
                           check_train_settings, get_profile, resolve_device, with_overrides)
+from lib.robustness import jobs as scheduler
 from lib.robustness.evaluation import count_of, epoch_monitor, evaluate
 from lib.robustness.models import DEFAULT_DROPOUT, build_model, parse_model
 from lib.robustness.objectives import (DISPLAY_NAMES, METHODS, OBJECTIVES_REVISION, PARAMETER_SYMBOLS, REVISION_SENSITIVE,
@@ -275,9 +280,7 @@ def run_job(job: Job, device: str = "auto", *, max_minutes: float | None = None)
     """Train, evaluate and store one job (reusing whatever is stored); its JSON record."""
     deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
     record = job_record(job, job_result(job, device, deadline=deadline))
-    path = result_path(job)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    scheduler.write_json(result_path(job), record)
     return record
 
 
@@ -678,10 +681,13 @@ def _parser() -> argparse.ArgumentParser:
                            "command), in grid order; nothing runs")
     grid.add_argument("--workers", type=int, default=None,
                       help="jobs run side by side (default: one per CPU core on the CPU, 1 on a GPU)")
-    for p in (train, table, grid):
+    submit = sub.add_parser("submit", help="submit the grid's jobs whose data is present and result absent "
+                                           "(submitit: a SLURM array or local processes)")
+    scheduler.add_submit_arguments(submit)
+    for p in (train, table, grid, submit):
         p.add_argument("--profile", default="ci")
         p.add_argument("--seed", type=int, default=0)
-    for p in (train, grid):
+    for p in (train, grid, submit):
         p.add_argument("--device", default="auto")
     return parser
 
@@ -693,7 +699,7 @@ def _train(args: argparse.Namespace) -> int:
         record = run_job(job, args.device, max_minutes=args.max_minutes)
     except TrainingPaused as paused:
         print(paused, file=sys.stderr)
-        return 3
+        return scheduler.PAUSED_EXIT_STATUS
     print(json.dumps({k: record[k] for k in (*RESULT_KEYS, "train_settings", "evaluation_settings")
                       if k in record}, indent=1))
     print(f"stored {result_path(job)}", file=sys.stderr)
@@ -702,7 +708,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _job_of(args: argparse.Namespace) -> Job:
     """The job ``train`` runs: ``--dataset``/``--method``, else grid job ``--index`` (or ``$SLURM_ARRAY_TASK_ID``)."""
-    index = args.index if args.index is not None else os.environ.get("SLURM_ARRAY_TASK_ID")
+    index = scheduler.array_index(args.index)
     if args.dataset is None and args.method is None and index is not None:
         if args.set or args.train or args.eval or args.eps is not None:
             raise ValueError("--index runs the grid's job as listed: give --set/--train/--eval/--eps with "
@@ -717,14 +723,7 @@ def _job_of(args: argparse.Namespace) -> Job:
 
 def grid_job(profile: str, seed: int, index: int | str) -> Job:
     """Job ``index`` (0-based) of :func:`grid_jobs`: one task of a SLURM array over the grid."""
-    jobs = grid_jobs(profile, seed)
-    try:
-        position = int(index)
-    except ValueError:
-        raise ValueError(f"job index {index!r} is not a whole number; accepted: 0 to {len(jobs) - 1}") from None
-    if not 0 <= position < len(jobs):
-        raise ValueError(f"job index {position} is out of range: the {profile} grid has jobs 0 to {len(jobs) - 1}")
-    return jobs[position]
+    return scheduler.pick(grid_jobs(profile, seed), index, f"the {profile} grid")
 
 
 def grid_listing(profile: str, seed: int, device: str = "auto") -> list[dict[str, Any]]:
@@ -738,8 +737,7 @@ def grid_listing(profile: str, seed: int, device: str = "auto") -> list[dict[str
 def _grid(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     if args.list:
-        for entry in grid_listing(args.profile, args.seed, args.device):
-            print(json.dumps(entry))
+        scheduler.print_listing(grid_listing(args.profile, args.seed, args.device))
         return 0
     jobs = grid_jobs(args.profile, args.seed)
     runnable = [job for job in jobs if datasets.available(job.dataset)]
@@ -753,6 +751,30 @@ def _grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def pending_jobs(profile: str, seed: int) -> list[Job]:
+    """The grid's jobs a scheduler should run: data present here, result not stored yet."""
+    return [job for job in grid_jobs(profile, seed) if datasets.available(job.dataset) and not result_path(job).exists()]
+
+
+def submit_jobs(jobs: Sequence[Job], settings: scheduler.SubmitSettings, device: str = "auto") -> list[Any]:
+    """Submit each job as a task of one array that calls :func:`run_job` (what ``train --index`` calls)."""
+    return scheduler.submit(scheduler.GridTask(run_job, device), jobs, settings, "defenses")
+
+
+def _submit(args: argparse.Namespace) -> int:
+    settings = scheduler.submit_settings(args)
+    resolve_device(args.device)
+    jobs = pending_jobs(args.profile, args.seed)
+    submitted = submit_jobs(jobs, settings, args.device)
+    for job, handle in zip(jobs, submitted):
+        print(f"{handle.job_id} {job.dataset} {job.slug}", flush=True)
+    print(f"submitted {len(submitted)} jobs; logs in {settings.folder}", file=sys.stderr)
+    if args.wait:
+        for job, handle in zip(jobs, submitted):
+            print(f"{job.dataset} {label(handle.result())}: done", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -760,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "grid":
             return _grid(args)
+        if args.command == "submit":
+            return _submit(args)
         dataset_settings(args.profile, args.dataset)
         print(format_table(stored_results(args.profile, args.dataset)))
         return 0

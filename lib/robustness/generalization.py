@@ -17,7 +17,12 @@ chapter reuses the networks ``lib.robustness.defenses`` trained. Imports torch, 
 the standard library only (no AutoAttack, no plotting), so the GPU tier runs it bare:
 
     python -m lib generalization run --profile gpu --device cuda --max-minutes 4
+    python -m lib generalization run --profile gpu --list          # one JSON line per run
+    python -m lib generalization run --profile gpu --index 3       # default: $SLURM_ARRAY_TASK_ID
+    python -m lib generalization submit --profile gpu --executor slurm --gpus 1
     python -m lib generalization table --profile gpu
+
+A run that pauses (``--max-minutes``) exits with status 3; running it again resumes it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from lib.artifacts import REPO_ROOT, array_digest, artifact_root, load_or_comput
 from lib.parallel import cpu_workers, process_map
 from lib.profiles import DefenseEvaluation, DefenseRun, TrainSettings, get_profile, resolve_device
 from lib.robustness import defenses
+from lib.robustness import jobs as scheduler
 from lib.robustness.attacks import robust_accuracy
 from lib.robustness.evaluation import clean_count, evaluate
 from lib.robustness.models import DEFAULT_DROPOUT, build_model, parse_model
@@ -324,9 +330,7 @@ def _store(run: StudyRun, result: dict[str, Any]) -> dict[str, Any]:
                                        "params": objective_key(run.job.objective())["params"]}),
               "train_size": run.train.train_size, "epochs": run.train.epochs,
               "validation_size": run.validation_size, "reused_defense_job": reused_defense_job(run) is not None}
-    path = record_path(run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    scheduler.write_json(record_path(run), record)
     return record
 
 
@@ -556,31 +560,119 @@ def gpu_estimate(profile: str, tflops: float | None = None, *,
 # --------------------------------------------------------------------------- command line
 
 
+def command(index: int, profile: str, seed: int, device: str = "auto") -> str:
+    """The shell command that runs study run ``index`` (one line of a SLURM array or GNU parallel input)."""
+    return f"python -m lib generalization run --profile {profile} --device {device} --seed {seed} --index {index}"
+
+
+def run_listing(profile: str, seed: int, device: str = "auto") -> list[dict[str, Any]]:
+    """One entry per run of :func:`study_runs`, in that order: what a scheduler indexes (``run --list``)."""
+    return [{"index": i, "study": run.study.value, "dataset": run.dataset, "method": run.run.method,
+             "params": dict(run.run.params), "seed": run.seed, "profile": run.profile, "slug": run.slug,
+             "data_present": datasets.available(run.dataset), "stored": record_path(run).exists(),
+             "published": is_published(run), "command": command(i, profile, seed, device)}
+            for i, run in enumerate(study_runs(profile, seed))]
+
+
+def pending_groups(profile: str, seed: int) -> list[tuple[StudyRun, ...]]:
+    """The runs a scheduler should run (data present, neither stored nor published), grouped by the
+    network they train: a group is one task, so a network two studies share is trained once."""
+    groups: dict[Any, list[StudyRun]] = {}
+    for run in study_runs(profile, seed):
+        if datasets.available(run.dataset) and not record_path(run).exists() and not is_published(run):
+            groups.setdefault(_network(run), []).append(run)
+    return [tuple(group) for group in groups.values()]
+
+
+def run_group(runs: Sequence[StudyRun], device: str = "auto") -> list[dict[str, Any]]:
+    """:func:`run_study` (what ``run --index`` calls) for each run of a group, in order."""
+    return [run_study(run, device) for run in runs]
+
+
+def submit_groups(groups: Sequence[tuple[StudyRun, ...]], settings: scheduler.SubmitSettings,
+                  device: str = "auto") -> list[Any]:
+    """Submit each group of runs as a task of one array (submitit), requeued on a timeout."""
+    return scheduler.submit(scheduler.GridTask(run_group, device), groups, settings, "generalization")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="closer-look generalization", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run every run of the profile's three studies in order (skips stored ones)")
-    run.add_argument("--device", default="auto")
-    run.add_argument("--max-minutes", type=float, default=None, help="start no run and pause training after this")
+    run.add_argument("--max-minutes", type=float, default=None,
+                     help="start no run and pause training after this (exit status 3: run again to resume)")
     run.add_argument("--print-only", action="store_true", help="list the runs and the estimate, run nothing")
+    run.add_argument("--list", action="store_true",
+                     help="one JSON line per run (index, study, dataset, method, params, seed, slug, data_present, "
+                          "stored, published, command), in run order; nothing runs")
+    run.add_argument("--index", type=int, default=None,
+                     help="run only the run N of --list (default $SLURM_ARRAY_TASK_ID)")
+    submit = sub.add_parser("submit", help="submit the runs whose data is present and record absent "
+                                           "(submitit: a SLURM array or local processes)")
+    scheduler.add_submit_arguments(submit)
     table = sub.add_parser("table", help="print the stored records' tables")
     table.add_argument("--published", action="store_true", help="read results/<profile>/generalization/")
-    for p in (run, table):
+    for p in (run, submit, table):
         p.add_argument("--profile", default="ci")
         p.add_argument("--seed", type=int, default=0)
+    for p in (run, submit):
+        p.add_argument("--device", default="auto")
     return parser
 
 
+def _run_index(args: argparse.Namespace, index: int | str) -> int:
+    """``run --index N``: study run N alone; exit status 3 when it paused."""
+    run = scheduler.pick(study_runs(args.profile, args.seed), index, f"the {args.profile} studies", "have")
+    name = f"{run.study.value} {run.slug}"
+    if is_published(run):
+        print(f"{name}: published in results/, skipped", flush=True)
+        return 0
+    deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
+    try:
+        record = run_study(run, args.device, deadline=deadline)
+    except defenses.TrainingPaused as paused:
+        print(f"{paused}; rerun to resume", file=sys.stderr)
+        return scheduler.PAUSED_EXIT_STATUS
+    print(f"{name}: computed in {record['seconds']:.1f} s; stored {record_path(run)}", flush=True)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    settings = scheduler.submit_settings(args)
+    resolve_device(args.device)
+    groups = pending_groups(args.profile, args.seed)
+    submitted = submit_groups(groups, settings, args.device)
+    for group, handle in zip(groups, submitted):
+        print(f"{handle.job_id} {' '.join(f'{r.study.value}/{r.slug}' for r in group)}", flush=True)
+    print(f"submitted {len(submitted)} jobs; logs in {settings.folder}", file=sys.stderr)
+    if args.wait:
+        for handle in submitted:
+            handle.result()
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
-    """Run the studies in priority order; one line per run with its seconds; stop when time is up."""
+    """Run the studies in priority order; one line per run with its seconds; stop when time is up.
+
+    Exit status 3 when a run paused or was not started for lack of time (run again to go on).
+    """
     resolve_device(args.device)
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
+    index = scheduler.array_index(args.index)
+    if args.list or index is not None:
+        if args.print_only or (args.list and index is not None):
+            raise ValueError("--list, --index N (or $SLURM_ARRAY_TASK_ID) and --print-only exclude each other")
+        if args.list:
+            scheduler.print_listing(run_listing(args.profile, args.seed, args.device))
+            return 0
+        return _run_index(args, index)
     runs = study_runs(args.profile, args.seed)
     estimate = gpu_estimate(args.profile, skip_published=True)
     print(f"{len(runs)} runs; those to compute: {estimate['pflop']:.2f} PFLOP, about {estimate['seconds']:.0f} s "
           f"at {defenses.gpu_throughput()[0]:.1f} TFLOP/s (an estimate)", flush=True)
     deadline = None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
+    unfinished = 0
     for run in runs:
         name = f"{run.study.value} {run.slug}"
         if is_published(run):
@@ -591,15 +683,17 @@ def _run(args: argparse.Namespace) -> int:
             continue
         if deadline is not None and time.perf_counter() > deadline:
             print(f"{name}: not started (time is up)", flush=True)
+            unfinished += 1
             continue
         started = time.perf_counter()
         try:
             record = run_study(run, args.device, deadline=deadline)
         except defenses.TrainingPaused as paused:
             print(f"{paused}; rerun to resume", flush=True)
+            unfinished += 1
             continue
         print(f"{name}: {time.perf_counter() - started:.1f} s (computed in {record['seconds']:.1f} s)", flush=True)
-    return 0
+    return scheduler.PAUSED_EXIT_STATUS if unfinished else 0
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -619,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
         get_profile(args.profile)
         if not isinstance(args.seed, int) or args.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+        if args.command == "submit":
+            return _submit(args)
         return _run(args) if args.command == "run" else _table(args)
     except (ValueError, datasets.DataUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)

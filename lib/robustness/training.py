@@ -15,7 +15,6 @@ On a CPU a resumed run ends with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from lib.artifacts import artifact_key, artifact_root, load_or_compute
+from lib.robustness.jobs import replace_atomically
 from lib.robustness.models import build_model
 from lib.robustness.objectives import Natural, Objective, objective_key
 from lib.profiles import Optimizer, Reduction, TrainSettings
@@ -64,10 +64,7 @@ def _set_rng_state(generator: torch.Generator, state: dict[str, Any]) -> None:
 
 def save_atomically(payload: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, scratch)
-    os.replace(scratch, path)
+    replace_atomically(path, lambda file: torch.save(payload, file))
 
 
 def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
