@@ -178,11 +178,10 @@ FAKE_RESULT = {"train_acc": 0.9, "test_acc": 0.8, "adv_train_acc": 0.5, "adv_tes
 
 @pytest.fixture
 def fake_runs(monkeypatch, tmp_path):
-    """Jobs 'run' instantly: load_or_compute returns a fixed result; the data is a 1-image stand-in."""
+    """Jobs 'run' instantly: lib.artifacts.cached returns a fixed result; the data is a 1-image stand-in."""
     monkeypatch.setenv("CLOSER_LOOK_ARTIFACTS", str(tmp_path))
-    monkeypatch.setattr(defenses, "load_or_compute", lambda name, config, compute, seed=None: FAKE_RESULT)
+    monkeypatch.setattr(defenses, "cached", lambda function, *args, **kwargs: FAKE_RESULT)
     monkeypatch.setattr(defenses.datasets, "available", lambda name: True)
-    monkeypatch.setattr(defenses, "array_digest", lambda *t: "digest")
     monkeypatch.setattr(defenses.datasets, "load", lambda *a, **k: defenses.datasets.ImageData(
         "mnist", "test", torch.zeros(1, 1, 2, 2, dtype=torch.uint8).numpy(), torch.zeros(1).long().numpy(), 255, ()))
     return tmp_path
