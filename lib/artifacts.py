@@ -72,12 +72,16 @@ def _plain(value: Any) -> Any:
 PRESENTATION_ONLY = ("book/", "plots/", "classroom/")
 
 
-def library_fingerprint() -> str:
-    """SHA-256 of the computing source files of ``lib``: a result is only reused by the code that made it."""
+def library_fingerprint(*, presentation: bool = False) -> str:
+    """SHA-256 of the computing source files of ``lib``: a result is only reused by the code that made it.
+
+    With ``presentation``, the packages that only present results (:data:`PRESENTATION_ONLY`) join
+    it: what an executed chapter shows (its figures, glued numbers) depends on them too.
+    """
     digest = hashlib.sha256()
     package = Path(lib.__file__).parent
     for path in sorted(package.rglob("*.py")):
-        if path.relative_to(package).as_posix().startswith(PRESENTATION_ONLY):
+        if not presentation and path.relative_to(package).as_posix().startswith(PRESENTATION_ONLY):
             continue
         digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
