@@ -98,6 +98,9 @@ chromium:
 	else echo "Chromium is not installed (and installing it needs root and apt-get): the browser tests" \
 	  "will be skipped; install it with: sudo apt-get install chromium"; fi
 
+# make compares mtimes only to decide whether to *call* the runner (a fresh clone or a touch
+# calls it); the runner then re-executes just the chapters whose content digest (source, lib,
+# parameters: lib.book.run.execution_digest) differs from the one recorded in their notebook.
 execute: $(SITE)/.executed
 $(SITE)/.executed: $(SOURCES) $(VENV)/.installed | data $(MATHJAX)
 	$(PY) -m lib book execute --profile $(PROFILE) --device $(DEVICE)

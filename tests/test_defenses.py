@@ -1,6 +1,7 @@
 """Each objective on tiny tensors, and the defenses command line's refusals."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -178,11 +179,10 @@ FAKE_RESULT = {"train_acc": 0.9, "test_acc": 0.8, "adv_train_acc": 0.5, "adv_tes
 
 @pytest.fixture
 def fake_runs(monkeypatch, tmp_path):
-    """Jobs 'run' instantly: load_or_compute returns a fixed result; the data is a 1-image stand-in."""
+    """Jobs 'run' instantly: the result artifact returns a fixed result; the data is a 1-image stand-in."""
     monkeypatch.setenv("CLOSER_LOOK_ARTIFACTS", str(tmp_path))
-    monkeypatch.setattr(defenses, "load_or_compute", lambda name, config, compute, seed=None: FAKE_RESULT)
+    monkeypatch.setattr(defenses, "result_call", lambda *a, **k: SimpleNamespace(result=lambda: FAKE_RESULT))
     monkeypatch.setattr(defenses.datasets, "available", lambda name: True)
-    monkeypatch.setattr(defenses, "array_digest", lambda *t: "digest")
     monkeypatch.setattr(defenses.datasets, "load", lambda *a, **k: defenses.datasets.ImageData(
         "mnist", "test", torch.zeros(1, 1, 2, 2, dtype=torch.uint8).numpy(), torch.zeros(1).long().numpy(), 255, ()))
     return tmp_path
@@ -374,7 +374,8 @@ def test_train_refuses_a_bad_index_before_any_work(fake_runs, monkeypatch, capsy
 def test_a_crash_while_storing_a_record_keeps_the_previous_one(fake_runs, monkeypatch):
     job = defenses.make_job("mnist", "at", (), "ci")
     first = defenses.run_job(job, "cpu")
-    monkeypatch.setattr(defenses, "load_or_compute", lambda *a, **k: {**FAKE_RESULT, "unstorable": object()})
+    unstorable = {**FAKE_RESULT, "unstorable": object()}
+    monkeypatch.setattr(defenses, "result_call", lambda *a, **k: SimpleNamespace(result=lambda: unstorable))
     with pytest.raises(TypeError):
         defenses.run_job(job, "cpu")
     assert json.loads(defenses.result_path(job).read_text()) == first

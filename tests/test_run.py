@@ -1,5 +1,8 @@
 """Profiles and the runner refuse bad input before any work."""
 
+import os
+import time
+
 import pytest
 import torch
 
@@ -138,3 +141,100 @@ def test_the_runner_defaults_to_the_prefixed_environment(monkeypatch):
     monkeypatch.setenv("CLOSER_LOOK_PROFILE", "gpu")
     assert lib.book.run.main(["execute", "book/02_r_separation.md"]) == 0
     assert calls["profile"] == "gpu"
+
+
+CHAPTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A chapter
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile = "ci"
+device = "cpu"
+seed = 0
+```
+"""
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    """``execute`` over one tiny chapter in ``tmp_path``; papermill replaced by a counter that writes an
+    empty notebook. Returns ``(run_once, source, executions)``."""
+    import nbformat
+
+    from lib.book import run
+
+    source = tmp_path / "book" / "ch.md"
+    source.parent.mkdir()
+    source.write_text(CHAPTER)
+    executions = []
+
+    def fake_execute(source, target, parameters):
+        executions.append(dict(parameters))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbformat.v4.new_notebook(), target)
+
+    monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(run, "stage_static", lambda site: None)
+    monkeypatch.setattr(run, "execute_chapter", fake_execute)
+
+    def run_once(seed=0, force=False):
+        assert run.execute([source], profile="ci", device="cpu", seed=seed, extra={}, force=force) == []
+
+    return run_once, source, executions
+
+
+def test_a_chapter_is_re_executed_when_its_source_library_or_parameters_change(runner, monkeypatch):
+    from lib import artifacts
+
+    run_once, source, executions = runner
+    run_once()
+    run_once()
+    assert len(executions) == 1  # nothing changed: fresh
+    source.write_text(CHAPTER + "\nOne more sentence.\n")
+    os.utime(source, (1, 1))  # edited, yet older than the executed notebook
+    run_once()
+    assert len(executions) == 2, "an edited chapter was judged fresh"
+    run_once(seed=1)
+    assert len(executions) == 3, "a chapter run with another seed was judged fresh"
+    fingerprint = artifacts.library_fingerprint
+    monkeypatch.setattr(artifacts, "library_fingerprint",
+                        lambda presentation=False: fingerprint(presentation=presentation) + "edited")
+    run_once(seed=1)
+    assert len(executions) == 4, "a chapter was judged fresh after the library changed"
+    run_once(seed=1, force=True)
+    assert len(executions) == 5
+
+
+def test_touching_a_chapter_does_not_make_it_stale(runner):
+    run_once, source, executions = runner
+    run_once()
+    later = time.time() + 3600
+    os.utime(source, (later, later))  # e.g. a fresh clone: every file newer than the old output
+    run_once()
+    assert len(executions) == 1
+
+
+def test_a_failed_execution_is_never_fresh(runner, monkeypatch):
+    import nbformat
+
+    from lib.book import run
+
+    run_once, source, executions = runner
+    run_once()
+    target = run.site_dir("ci") / "book" / "ch.ipynb"
+    notebook = nbformat.read(target, as_version=4)
+    notebook.metadata["papermill"] = {"exception": True}
+    nbformat.write(notebook, target)
+    run_once()
+    assert len(executions) == 2

@@ -218,22 +218,22 @@ DEFAULTS = [Natural(), GR(), LLR(steps=1), AuthorsLLR(steps=1), AT(steps=1), RST
 @pytest.mark.parametrize("objective", DEFAULTS, ids=lambda o: o.method)
 def test_changing_any_hyper_parameter_misses_the_cache_and_an_identical_call_hits(counted, objective):
     x, y = blobs(32)
-    load_or_train("key", ONE_EPOCH, x, y, num_classes=2, objective=objective)
-    load_or_train("key", ONE_EPOCH, x, y, num_classes=2, objective=dataclasses.replace(objective))
+    load_or_train(ONE_EPOCH, x, y, num_classes=2, objective=objective)
+    load_or_train(ONE_EPOCH, x, y, num_classes=2, objective=dataclasses.replace(objective))
     assert len(counted) == 1  # the identical call (an equal, separately built record) hit
     for name, other in changed(objective):
         before = len(counted)
-        load_or_train("key", ONE_EPOCH, x, y, num_classes=2, objective=other)
+        load_or_train(ONE_EPOCH, x, y, num_classes=2, objective=other)
         assert len(counted) == before + 1, f"changing {objective.method}.{name} reused the cached network"
 
 
 def test_methods_with_equal_fields_do_not_share_a_key_and_neither_does_other_data(counted):
     x, y = blobs(32)
-    load_or_train("key", ONE_EPOCH, x, y, num_classes=2, objective=AT(steps=1))
-    load_or_train("key", ONE_EPOCH, x, y, num_classes=2, objective=RST(steps=1, lam=0.0))
+    load_or_train(ONE_EPOCH, x, y, num_classes=2, objective=AT(steps=1))
+    load_or_train(ONE_EPOCH, x, y, num_classes=2, objective=RST(steps=1, lam=0.0))
     flipped = x.clone()
     flipped[0, 0, 0, 0] = 1 - flipped[0, 0, 0, 0]
-    load_or_train("key", ONE_EPOCH, flipped, y, num_classes=2, objective=AT(steps=1))
+    load_or_train(ONE_EPOCH, flipped, y, num_classes=2, objective=AT(steps=1))
     assert len(counted) == 3
 
 
@@ -241,7 +241,7 @@ def test_functions_lambdas_and_partials_are_refused_as_objectives(counted):
     x, y = blobs(32)
     for bad in (lambda m, a, b: m(a).sum(), functools.partial(TRADES.__call__, TRADES()), print):
         with pytest.raises(TypeError, match="records of lib.robustness.objectives"):
-            load_or_train("key", ONE_EPOCH, x, y, num_classes=2, objective=bad)
+            load_or_train(ONE_EPOCH, x, y, num_classes=2, objective=bad)
     assert not counted
 
 

@@ -31,6 +31,7 @@ class ExecutionRecord:
     wall_time_s: float
     date: str  # UTC, ISO 8601
     library_fingerprint: str  # lib.artifacts.library_fingerprint() when it ran
+    digest: str = ""  # lib.book.run.execution_digest(): what it ran (source, library, parameters)
 
 
 def cpu_model() -> str:
@@ -53,12 +54,12 @@ def device_name(device: str) -> str:
     return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
-def execution_record(profile: str, device: str, seconds: float) -> ExecutionRecord:
+def execution_record(profile: str, device: str, seconds: float, digest: str = "") -> ExecutionRecord:
     from lib.artifacts import library_fingerprint
 
     return ExecutionRecord(profile=profile, device=device_name(device), wall_time_s=round(seconds, 1),
                            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           library_fingerprint=library_fingerprint())
+                           library_fingerprint=library_fingerprint(), digest=digest)
 
 
 def write_record(path: Path, record: ExecutionRecord) -> None:

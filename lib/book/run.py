@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import ast
 import filecmp
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -40,7 +42,7 @@ from typing import Any
 import yaml
 
 from lib import REPO_ROOT
-from lib.book.execution_status import execution_record, write_record, write_status_page
+from lib.book.execution_status import execution_record, read_record, write_record, write_status_page
 from lib.profiles import PROFILES, get_profile, resolve_device
 from lib.book.toc import is_notebook, toc_chapters
 
@@ -286,27 +288,34 @@ def fill_install_cells(site: Path, source: str) -> None:
             nbformat.write(notebook, path)
 
 
-def newest_library_change() -> float:
-    """Modification time of the most recently changed file of ``lib``."""
-    return max(path.stat().st_mtime for path in (REPO_ROOT / "lib").rglob("*.py"))
+def execution_digest(source: Path, parameters: dict[str, object]) -> str:
+    """SHA-256 of what a chapter's executed notebook is made from: its source, the parameters it
+    runs with (profile, device, seed, ``-p`` values) and the whole of ``lib``, presentation
+    included (the notebook holds the figures of ``lib.plots`` and the numbers glued by
+    ``lib.book.notebook``, not only results of the computing code)."""
+    from lib.artifacts import library_fingerprint
+
+    payload = json.dumps({"source": hashlib.sha256(source.read_bytes()).hexdigest(), "parameters": parameters,
+                          "lib": library_fingerprint(presentation=True)}, sort_keys=True, default=repr)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def is_up_to_date(source: Path, target: Path, parameters: dict[str, object]) -> bool:
-    """Whether ``target`` was executed, without error, from this source, library and parameters."""
-    import nbformat
+def is_up_to_date(target: Path, digest: str) -> bool:
+    """Whether ``target`` was executed, without error, from what ``digest`` (:func:`execution_digest`) covers.
 
-    if not target.exists() or target.stat().st_mtime < max(source.stat().st_mtime, newest_library_change()):
-        return False
-    record = nbformat.read(target, as_version=4).metadata.get("papermill", {})
-    return record.get("parameters") == parameters and not record.get("exception")
+    Decided by content, never by modification times: a fresh clone or a ``touch`` changes no
+    chapter, an edit always does.
+    """
+    record = read_record(target)
+    return record is not None and record.digest == digest
 
 
 def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
             extra: dict[str, object], force: bool = False) -> list[str]:
     """Execute ``chapters`` into the staging tree; returns the names of chapters that failed.
 
-    A chapter whose executed notebook is newer than its source and the library, ran with
-    the same parameters and raised nothing is kept as it is, unless ``force``.
+    A chapter whose executed notebook raised nothing and was made from the same source,
+    library and parameters (:func:`is_up_to_date`) is kept as it is, unless ``force``.
     """
     plan = plan_parameters(chapters, extra, profile, device, seed)
     site = site_dir(profile)
@@ -321,7 +330,8 @@ def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
             continue
         (site / relative).unlink(missing_ok=True)  # a plain page that became a notebook: one file per page
         target = site / relative.with_suffix(".ipynb")
-        if not force and is_up_to_date(source, target, plan[source]):
+        digest = execution_digest(source, plan[source])  # before running: an edit meanwhile is seen next time
+        if not force and is_up_to_date(target, digest):
             print(f"[{profile}] {relative}: up to date", flush=True)
             continue
         started = time.perf_counter()
@@ -329,7 +339,7 @@ def execute(chapters: list[Path], *, profile: str, device: str, seed: int,
         try:
             execute_chapter(source, target, plan[source])
             seconds = time.perf_counter() - started
-            write_record(target, execution_record(profile, device, seconds))
+            write_record(target, execution_record(profile, device, seconds, digest))
             print(f"[{profile}] {relative}: done in {seconds:.0f} s", flush=True)
         except Exception as error:  # papermill keeps the partly executed notebook for inspection
             failures.append(str(relative))

@@ -310,7 +310,13 @@ def robust_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, eps: flo
     return int(right.sum()) / len(right)
 
 
-def robust_accuracy_curve(model: nn.Module, X: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float],
-                          **options) -> dict[float, float]:
-    """``{eps: robust_accuracy(model, X, y, eps, **options)}`` for every radius in ``eps_grid``."""
+def robust_accuracy_curve(model: nn.Module, X: torch.Tensor, y: torch.Tensor, eps_grid: Sequence[float], *,
+                          seed: int | None = None, **options) -> dict[float, float]:
+    """``{eps: robust_accuracy(model, X, y, eps, **options)}`` for every radius in ``eps_grid``.
+
+    With a ``seed``, torch's generator (the attacks' random starts) is seeded first, so the curve
+    is a function of its arguments alone (what :func:`lib.artifacts.cached` keys on).
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
     return {float(eps): robust_accuracy(model, X, y, eps, **options) for eps in eps_grid}

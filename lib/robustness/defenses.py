@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from lib import REPO_ROOT, datasets
-from lib.artifacts import _plain, array_digest, artifact_root, load_or_compute
+from lib.artifacts import CachedCall, Unkeyed, _plain, artifact_root, cached_call
 from lib.parallel import cpu_workers, process_map
 from lib.profiles import (DefenseDataset, DefenseEvaluation, DefenseRun, TrainSettings, check_evaluation,
                           check_train_settings, get_profile, resolve_device, with_overrides)
@@ -231,38 +231,40 @@ def train_and_evaluate(job: Job, train: tuple[torch.Tensor, torch.Tensor], test:
                        device: torch.device, deadline: float | None = None) -> dict[str, Any]:
     """Train (or load, or resume) the job's network on ``train`` and measure it; what its result artifact holds."""
     e = job.evaluation
-    n = e.monitor_size
     started = time.perf_counter()
     model, history = load_or_train(
-        f"defense-{job.dataset}-{job.slug}-{job.profile}", job.train, *train, seed=job.seed, device=device,
-        objective=job.objective(), monitor=job_monitor(job, train, test), monitor_every=e.monitor_every,
-        after_epoch=pause_after(job.train.epochs, deadline, job.slug),
-        monitor_config={"points": n, "eps": job.radius, "steps": e.attack_steps})
+        job.train, *train, seed=job.seed, device=device, objective=job.objective(),
+        monitor=job_monitor(job, train, test), monitor_every=e.monitor_every,
+        after_epoch=pause_after(job.train.epochs, deadline, job.slug))
     trained = time.perf_counter()
     row = evaluate(model, train, test, job.radius, e, seed=job.seed)
     return {**row, "history": history.metrics, "loss": history.loss, "train_seconds": trained - started,
             "eval_seconds": time.perf_counter() - trained, "n_train": len(train[0])}
 
 
+def job_measurements(job: Job, train_data: datasets.ImageData, test_data: datasets.ImageData,
+                     device: torch.device, deadline: float | None = None) -> dict[str, Any]:
+    """:func:`train_and_evaluate` on the job's data, with the device it ran on."""
+    tensors = train_data.tensors(device), test_data.tensors(device)
+    return {**train_and_evaluate(job, *tensors, device, deadline), "device": device.type}
+
+
 def job_result(job: Job, device: str = "auto", *, deadline: float | None = None) -> dict[str, Any]:
-    """The job's measurements, computed or read from its artifact (keyed on the whole job and the test data).
+    """The job's measurements, computed or read from its artifact (keyed on the job, its data and the device).
 
     Everything the run needs is resolved here once: the device, the objective, the data.
     """
-    resolved = resolve_device(device)
+    objective_key(job.objective())  # refuses a bad objective before any work
     train_data, test_data = load_data(job)
-
-    def compute() -> dict[str, Any]:
-        tensors = train_data.tensors(resolved), test_data.tensors(resolved)
-        return {**train_and_evaluate(job, *tensors, resolved, deadline), "device": resolved.type}
-
-    return load_or_compute(*result_artifact(job, test_data), compute, seed=job.seed)
+    return result_call(job, train_data, test_data, device, deadline).result()
 
 
-def result_artifact(job: Job, test_data: datasets.ImageData) -> tuple[str, dict[str, Any]]:
-    """Name and key of the job's result artifact: the whole job, its objective and the test split's digest."""
-    config = {"job": job, "objective": objective_key(job.objective()), "data": array_digest(test_data.images)}
-    return f"defense-result-{job.dataset}-{job.slug}-{job.profile}", config
+def result_call(job: Job, train_data: datasets.ImageData, test_data: datasets.ImageData,
+                device: str | torch.device = "auto", deadline: float | None = None) -> CachedCall:
+    """The job's result artifact, :func:`job_measurements` keyed on the job, its data and the device:
+    :func:`job_result` reads or computes it, a packed run (:mod:`lib.robustness.packing`) stores into it."""
+    resolved = device if isinstance(device, torch.device) else resolve_device(device)
+    return cached_call(job_measurements, job, train_data, test_data, resolved, Unkeyed(deadline))
 
 
 def job_record(job: Job, result: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from lib import datasets
-from lib.artifacts import REPO_ROOT, array_digest, artifact_root, load_or_compute
+from lib.artifacts import REPO_ROOT, Unkeyed, artifact_root, cached
 from lib.parallel import cpu_workers, process_map
 from lib.profiles import DefenseEvaluation, DefenseRun, TrainSettings, get_profile, resolve_device
 from lib.robustness import defenses
@@ -241,29 +241,27 @@ def reused_defense_job(run: StudyRun) -> defenses.Job | None:
     return run.job if run.job in defenses.grid_jobs(run.profile, run.seed) else None
 
 
-def _fit_early_stopping(run: StudyRun, device: torch.device, deadline: float | None) -> dict[str, Any]:
-    """Train the long run with the per-epoch monitor; the final network measured like the others."""
+def _fit_early_stopping(run: StudyRun, data: datasets.ImageData, test_data: datasets.ImageData,
+                        device: torch.device, deadline: float | None) -> dict[str, Any]:
+    """Train the long run with the per-epoch monitor; the final network measured like the others
+    (``data``: the whole training split, ``test_data``: the test split)."""
     study = get_profile(run.profile).generalization.early_stopping
     job, e = run.job, run.job.evaluation
-    data = datasets.load(run.dataset, "train")
     train_index, val_index = split_train_validation(len(data), run.train.train_size, run.validation_size, run.seed)
     train, validation = _tensors(data, train_index, device), _tensors(data, val_index, device)
-    test = datasets.load(run.dataset, "test").tensors(device)
+    test = test_data.tensors(device)
     n = study.monitor_size
     monitor = early_stopping_monitor((train[0][:n], train[1][:n]), validation, (test[0][:n], test[1][:n]),
                                      job.radius, e.attack_steps)
     started = time.perf_counter()
     model, history = load_or_train(
-        f"generalization-{run.study.value}-{run.slug}-{run.profile}", run.train, *train, seed=run.seed,
-        device=device, objective=job.objective(), monitor=monitor, monitor_every=e.monitor_every,
-        after_epoch=defenses.pause_after(run.train.epochs, deadline, run.slug),
-        monitor_config={"points": n, "eps": job.radius, "steps": e.attack_steps,
-                        "validation": array_digest(val_index)})
+        run.train, *train, seed=run.seed, device=device, objective=job.objective(), monitor=monitor,
+        monitor_every=e.monitor_every, after_epoch=defenses.pause_after(run.train.epochs, deadline, run.slug))
     trained = time.perf_counter()
     row = measure(model, train, test, job.radius, e, seed=run.seed)
     return {**row, "loss": history.loss, "history": history.metrics, **early_stopping_summary(history.metrics),
             "train_seconds": trained - started, "eval_seconds": time.perf_counter() - trained,
-            "n_train": len(train[0])}
+            "n_train": len(train[0]), "device": device.type}
 
 
 def published_path(run: StudyRun) -> Path:
@@ -291,12 +289,8 @@ def run_study(run: StudyRun, device: str = "auto", *, deadline: float | None = N
         resolved = resolve_device(device)
         if not datasets.available(run.dataset):
             raise datasets.DataUnavailableError(f"{run.dataset}: its files are not on this machine (see README, Data)")
-        config = {"run": run, "objective": objective_key(run.job.objective()),
-                  "study": get_profile(run.profile).generalization.early_stopping,
-                  "data": array_digest(datasets.load(run.dataset, "test").images)}
-        result = load_or_compute(f"generalization-result-{run.study.value}-{run.slug}-{run.profile}", config,
-                                 lambda: {**_fit_early_stopping(run, resolved, deadline), "device": resolved.type},
-                                 seed=run.seed)
+        result = cached(_fit_early_stopping, run, datasets.load(run.dataset, "train"),
+                        datasets.load(run.dataset, "test"), resolved, Unkeyed(deadline))
     return _store(run, result)
 
 

@@ -34,7 +34,6 @@ from typing import Any
 import torch
 
 from lib import datasets
-from lib.artifacts import artifact_path, load_or_compute
 from lib.profiles import get_profile, resolve_device
 from lib.robustness import defenses, generalization
 from lib.robustness.defenses import PASSES_PER_IMAGE
@@ -66,9 +65,9 @@ def packs_of(jobs: Sequence[defenses.Job], max_k: int) -> list[list[defenses.Job
     return [group[i:i + max_k] for group in groups.values() for i in range(0, len(group), max_k)]
 
 
-def is_stored(job: defenses.Job) -> bool:
+def is_stored(job: defenses.Job, device: str = "auto") -> bool:
     """The job's result artifact exists (then :func:`lib.robustness.defenses.job_result` reads it)."""
-    return (artifact_path(*defenses.result_artifact(job, datasets.load(job.dataset, "test"))) / "result.pt").exists()
+    return defenses.result_call(job, *defenses.load_data(job), device).stored
 
 
 def train_pack(jobs: Sequence[defenses.Job], device: str = "auto") -> list[dict[str, Any]]:
@@ -93,10 +92,11 @@ def train_pack(jobs: Sequence[defenses.Job], device: str = "auto") -> list[dict[
                              monitor=_monitors(jobs, tensors))
     share = (time.perf_counter() - started) / len(jobs)
     results = []
-    for job, model, history, (train, test), (_, test_data) in zip(jobs, models, histories, tensors, loaded):
+    for job, model, history, (train, test), data in zip(jobs, models, histories, tensors, loaded):
         result = {**_measure(job, model, train, test), "history": history.metrics, "loss": history.loss,
                   "train_seconds": share, "n_train": len(train[0]), "device": resolved.type, "pack_size": len(jobs)}
-        results.append(load_or_compute(*defenses.result_artifact(job, test_data), lambda r=result: r, seed=job.seed))
+        call = defenses.result_call(job, *data, resolved)
+        results.append(call.store(result, share))
     return results
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lib.artifacts import artifact_key, artifact_root, load_or_compute
+from lib.artifacts import Unkeyed, artifact_root, cached_call
 from lib.robustness.jobs import replace_atomically
 from lib.robustness.models import build_model
 from lib.robustness.objectives import Natural, Objective, objective_key
@@ -161,34 +161,46 @@ def build_for(settings: TrainSettings, x: torch.Tensor, num_classes: int) -> nn.
                        dropout=settings.dropout, depth=settings.depth, width=settings.width)
 
 
-def load_or_train(name: str, settings: TrainSettings, x: torch.Tensor, y: torch.Tensor, *,
+@dataclass
+class TrainControl:
+    """How a run is steered, never what it computes: where it checkpoints, and the hook that may pause it."""
+
+    checkpoint: Path | None = None
+    after_epoch: Callable[[int], None] | None = None
+
+
+def fit_weights(settings: TrainSettings, x: torch.Tensor, y: torch.Tensor, *, num_classes: int, seed: int,
+                device: torch.device | str, objective: Objective, monitor: EpochMonitor | None,
+                monitor_every: int, control: TrainControl) -> dict[str, Any]:
+    """A network trained from seed ``seed`` on ``(x, y)``: its weights on the CPU and its history."""
+    torch.manual_seed(seed)
+    model = build_for(settings, x, num_classes).to(device)
+    history = train(model, x.to(device), y.to(device), settings, objective=objective, seed=seed,
+                    checkpoint=control.checkpoint, monitor=monitor, monitor_every=monitor_every,
+                    after_epoch=control.after_epoch)
+    return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
+
+
+def load_or_train(settings: TrainSettings, x: torch.Tensor, y: torch.Tensor, *,
                   num_classes: int = 10, seed: int = 0, device: torch.device | str = "cpu",
-                  objective: Objective = Natural(), monitor: EpochMonitor | None = None,
-                  monitor_config: Any = None, monitor_every: int = 1,
+                  objective: Objective = Natural(), monitor: EpochMonitor | None = None, monitor_every: int = 1,
                   after_epoch: Callable[[int], None] | None = None) -> tuple[nn.Module, TrainHistory]:
     """Train ``settings.model`` on ``(x, y)`` or load the stored artifact of an identical run.
 
-    The artifact key covers the settings, the seed, the digests of ``x`` and ``y``, the objective's
-    method and every hyper-parameter (:func:`lib.robustness.objectives.objective_key`), what the
-    monitor measures (``monitor_config``) and the library source. An unfinished run
-    resumes from its checkpoint (``<artifacts>/checkpoints/``); ``after_epoch`` may stop
-    it by raising (see :func:`train`). The weights are stored on the CPU and moved to ``device``.
+    :func:`fit_weights` through :func:`lib.artifacts.cached`: the key covers the settings, the seed,
+    the device, the digests of ``x`` and ``y``, the objective's record (its method and every
+    hyper-parameter), the monitor (a function of ``lib`` and the values it captured, its data by
+    digest) and the library source. An unfinished run resumes from its checkpoint
+    (``<artifacts>/checkpoints/``); ``after_epoch`` may stop it by raising (see :func:`train`).
+    The weights are stored on the CPU and moved to ``device``.
     """
-    config = {"settings": settings, "seed": seed, "num_classes": num_classes, "objective": objective_key(objective),
-              "monitor": monitor_config, "monitor_every": monitor_every}
-    inputs = {"x": x, "y": y}
-    checkpoint = artifact_root() / "checkpoints" / f"{name}-{artifact_key(name, config, inputs)}.pt"
-
-    def fit() -> dict:
-        torch.manual_seed(seed)
-        model = build_for(settings, x, num_classes).to(device)
-        history = train(model, x.to(device), y.to(device), settings, objective=objective, seed=seed,
-                        checkpoint=checkpoint, monitor=monitor, monitor_every=monitor_every,
-                        after_epoch=after_epoch)
-        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
-
-    stored = load_or_compute(name, config, fit, seed=seed, inputs=inputs)
-    checkpoint.unlink(missing_ok=True)
+    objective_key(objective)  # refuses a bare function before any work
+    control = TrainControl(after_epoch=after_epoch)
+    call = cached_call(fit_weights, settings, x, y, num_classes=num_classes, seed=seed, device=device,
+                       objective=objective, monitor=monitor, monitor_every=monitor_every, control=Unkeyed(control))
+    control.checkpoint = artifact_root() / "checkpoints" / f"{call.folder.name}.pt"
+    stored = call.result()
+    control.checkpoint.unlink(missing_ok=True)
     model = build_for(settings, x, num_classes)
     model.load_state_dict(stored["state_dict"])
     return model.to(device).eval(), stored["history"]

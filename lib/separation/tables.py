@@ -71,13 +71,18 @@ def dataset_separation(name: str, p: float = float("inf"), *, query_size: int | 
     The reference set is always the whole training split. ``query_size`` limits the queries
     (a seeded random subset of each split; None: every point): the minimum over a subset is
     then an upper bound of the separation, and ``complete`` says which it is. Plain numpy
-    arrays and numbers, so the result can be cached with ``lib.artifacts.load_or_compute``.
+    arrays and numbers, so the result can be cached (:func:`cached_dataset_separation`).
     """
     from lib import datasets
 
-    p = check_norm(p)
-    train, test = datasets.load(name, "train"), datasets.load(name, "test")
-    out: dict[str, Any] = {"dataset": name, "p": p, "levels": int(train.levels),
+    return separation_between(datasets.load(name, "train"), datasets.load(name, "test"), check_norm(p),
+                              query_size=query_size, seed=seed, device=device)
+
+
+def separation_between(train: Any, test: Any, p: float, *, query_size: int | None, seed: int,
+                       device: Any) -> dict[str, Any]:
+    """:func:`dataset_separation` of two loaded splits (``lib.datasets.ImageData``)."""
+    out: dict[str, Any] = {"dataset": train.name.value, "p": p, "levels": int(train.levels),
                            "shape": tuple(int(s) for s in train.images.shape[1:])}
     for split, data in (("train_train", train), ("test_train", test)):
         subset = _query_subset(len(data), query_size, seed)
@@ -102,14 +107,13 @@ def dataset_separation(name: str, p: float = float("inf"), *, query_size: int | 
 
 def cached_dataset_separation(name: str, p: float = float("inf"), *, query_size: int | None = None,
                               seed: int = 0, device: Any = None) -> dict[str, Any]:
-    """:func:`dataset_separation` through ``lib.artifacts.load_or_compute`` (a re-run reads it back)."""
-    from lib.artifacts import load_or_compute
+    """:func:`dataset_separation` through :func:`lib.artifacts.cached`, keyed on both splits' data
+    (a re-run reads it back). The device is left out of the key: the distances are exact on any."""
+    from lib import datasets
+    from lib.artifacts import Unkeyed, cached
 
-    p = check_norm(p)
-    config = {"dataset": name, "p": "inf" if p == math.inf else p, "query_size": query_size, "seed": seed}
-    return load_or_compute(f"separation-{name}", config,
-                           lambda: dataset_separation(name, p, query_size=query_size, seed=seed, device=device),
-                           seed=seed)
+    return cached(separation_between, datasets.load(name, "train"), datasets.load(name, "test"), check_norm(p),
+                  query_size=query_size, seed=seed, device=Unkeyed(device))
 
 
 def same_label_test_train(name: str, *, device: Any = None) -> np.ndarray:
@@ -125,13 +129,15 @@ def same_label_test_train(name: str, *, device: Any = None) -> np.ndarray:
                                        levels=train.levels)
 
 
-def cached_same_label_test_train(name: str, *, seed: int = 0, device: Any = None) -> np.ndarray:
-    """:func:`same_label_test_train` through ``lib.artifacts.load_or_compute``."""
-    from lib.artifacts import load_or_compute
+def cached_same_label_test_train(name: str, *, device: Any = None) -> np.ndarray:
+    """:func:`same_label_test_train` through :func:`lib.artifacts.cached`, keyed on both splits' data
+    (the device is left out of the key: the distances are exact on any)."""
+    from lib import datasets
+    from lib.artifacts import Unkeyed, cached
 
-    config = {"dataset": name, "p": "inf", "split": "test_train", "label": "same"}
-    return load_or_compute(f"same-label-{name}", config, lambda: same_label_test_train(name, device=device),
-                           seed=seed)
+    train, test = datasets.load(name, "train"), datasets.load(name, "test")
+    return cached(nearest_same_label_distance, train.images, train.labels, test.images, test.labels,
+                  device=Unkeyed(device), levels=train.levels)
 
 
 def closest_pair_panels(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The studies behind the chapter "The theorem" (Yang et al. 2020, §3, Theorem 3.2): plain dicts of arrays,
-cacheable with ``lib.artifacts.load_or_compute``."""
+cacheable with ``lib.artifacts.cached``."""
 
 from __future__ import annotations
 
