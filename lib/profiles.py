@@ -204,6 +204,22 @@ class GeneralizationSettings:
 
 
 @dataclass(frozen=True)
+class EvaluationFailureSettings:
+    """Chapter "How robustness evaluations fail" (Carlini et al. 2019; Croce and Hein 2020)."""
+
+    train: TrainSettings  # the network whose evaluation is audited (natural training)
+    eps: float  # the radius of every comparison
+    eval_size: int  # test points attacked
+    steps: int  # the reported PGD's steps (the paper's evaluation: 10 of eps/5)
+    long_steps: int  # "more steps" of the checklist
+    step_fractions: tuple[float, ...]  # fixed PGD step sizes compared, as fractions of eps
+    queries: int  # Square's queries per point
+    temperature: float  # the masked network's logit scale
+    eps_grid: tuple[float, ...]  # increasing radii of the accuracy curve
+    unbounded_eps: float  # a radius that can turn any image into any other (0.5: every pixel to grey)
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that differs between a CI run and a paper-scale run."""
 
@@ -214,6 +230,7 @@ class Profile:
     theorem: TheoremSettings
     defenses: DefensesSettings
     generalization: GeneralizationSettings
+    evaluations_fail: EvaluationFailureSettings
 
     def as_dict(self) -> dict:
         """Plain nested dict (for artifact metadata and printing)."""
@@ -357,6 +374,23 @@ _FULL_GENERALIZATION = GeneralizationSettings(
     evaluation=_FULL_DEFENSES.evaluation,
 )
 
+# How robustness evaluations fail. ci: the strided CNN trained naturally on 2,000 images
+# (5 epochs, a few seconds), 100 attacked points (one accuracy's SE <= 5 points: enough for
+# the masked network's differences of tens of points), eps 0.1 where that network keeps
+# part of its accuracy under PGD; APGD and Square on small budgets.
+_CI_EVALUATIONS_FAIL = EvaluationFailureSettings(
+    train=TrainSettings(model="strided", train_size=2_000, epochs=5, batch_size=64, optimizer=Optimizer.ADAM,
+                        lr=1e-3),
+    eps=0.1, eval_size=100, steps=10, long_steps=40, step_fractions=(1.0, 0.2, 0.02), queries=100,
+    temperature=1e4, eps_grid=(0.0, 0.05, 0.1, 0.2), unbounded_eps=0.5,
+)
+_FULL_EVALUATIONS_FAIL = EvaluationFailureSettings(
+    train=TrainSettings(model="cnn002", train_size=None, epochs=5, batch_size=128, optimizer=Optimizer.ADAM,
+                        lr=1e-3),
+    eps=0.1, eval_size=2_000, steps=10, long_steps=100, step_fractions=(1.0, 0.2, 0.02),
+    queries=5_000, temperature=1e4, eps_grid=(0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2), unbounded_eps=0.5,
+)
+
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci",
@@ -381,6 +415,7 @@ PROFILES: dict[str, Profile] = {
         ),
         defenses=_CI_DEFENSES,
         generalization=_CI_GENERALIZATION,
+        evaluations_fail=_CI_EVALUATIONS_FAIL,
     ),
     "full": Profile(
         name="full",
@@ -405,6 +440,7 @@ PROFILES: dict[str, Profile] = {
         ),
         defenses=_FULL_DEFENSES,
         generalization=_FULL_GENERALIZATION,
+        evaluations_fail=_FULL_EVALUATIONS_FAIL,
     ),
 }
 PROFILES["gpu"] = dataclasses.replace(
