@@ -45,10 +45,10 @@ class Assignment:
 
 
 def assignments(directory: Path = ASSIGNMENTS_DIR) -> list[Assignment]:
-    """The assignment notebooks of the book, in file-name order (``NN_topic.md``)."""
+    """The assignment notebooks of the book, in file-name order (``NN_topic.md``; not ``index.md``)."""
     from lib.book.toc import is_notebook
 
-    found = [Assignment(path.stem, path) for path in sorted(directory.glob("*.md")) if is_notebook(path)]
+    found = [Assignment(path.stem, path) for path in sorted(directory.glob("[0-9][0-9]_*.md")) if is_notebook(path)]
     if not found:
         raise FileNotFoundError(f"no assignment notebooks in {directory}")
     return found
