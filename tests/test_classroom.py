@@ -17,6 +17,7 @@ import zipfile
 import nbformat
 import pytest
 
+from lib.classroom.catalog import MINUTES_PER_AUTOGRADED_POINT, MINUTES_PER_MANUAL_POINT, card, catalog_table
 from lib.classroom.checks import UsesTheLibrary, assert_written_here
 from lib.classroom.grading import (
     Limits,
@@ -28,6 +29,7 @@ from lib.classroom.grading import (
     questions,
 )
 from lib.classroom.pack import (
+    Assignment,
     assignments,
     build_course,
     release_drift,
@@ -126,6 +128,26 @@ def test_student_pack_is_a_reproducible_zip_of_the_release(course, tmp_path):
     with zipfile.ZipFile(first) as pack:
         assert pack.namelist() == [f"{n}/{n}.ipynb" for n in NAMES]
         assert pack.read(f"{NAMES[0]}/{NAMES[0]}.ipynb") == released_notebooks(course)[0].read_bytes()
+
+
+def test_the_assignments_page_lists_every_assignment_with_the_notebooks_points(course):
+    cards = [card(a) for a in assignments()]
+    assert [c.name for c in cards] == NAMES  # index.md is a page, not an assignment
+    for c in cards:
+        manual = sum(q.points for q in questions(course, c.name, manual=True))
+        assert (c.autograded_points, c.manual_points) == (sum(points(course, c.name).values()), manual)
+        assert manual > 0, f"{c.name}: no manually graded experiment or interpretation"
+        least = c.autograded_points * MINUTES_PER_AUTOGRADED_POINT + manual * MINUTES_PER_MANUAL_POINT
+        assert least <= c.minutes < least + 15 and c.minutes % 15 == 0
+    table = catalog_table(cards).splitlines()
+    assert len(table) == len(cards) + 2 and all(c.title in row for c, row in zip(cards, table[2:]))
+
+
+def test_an_assignment_without_its_chapters_is_refused(tmp_path):
+    source = tmp_path / "07_x.md"
+    source.write_text("---\nkernelspec:\n  name: python3\n---\n\n# Assignment 7\n")
+    with pytest.raises(ValueError, match="must list existing chapters"):
+        card(Assignment("07_x", source))
 
 
 # --- bad input ------------------------------------------------------------------------
