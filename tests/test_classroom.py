@@ -1,6 +1,6 @@
 """Classroom assignments on the real nbgrader (issue 9): the student pack and the grader.
 
-One course is built from ``book/assignments`` and the six sample submissions of
+One course is built from ``book/assignments`` and the seven sample submissions of
 ``lib.classroom.samples`` are graded once (with every reference solution first); the
 tests below read that one report. Grading costs ~4 s of CPU per notebook, so the
 misbehaving submissions (wrong, looping, crashing, destructive) use one assignment.
@@ -17,6 +17,8 @@ import zipfile
 import nbformat
 import pytest
 
+from lib.classroom.catalog import MINUTES_PER_AUTOGRADED_POINT, MINUTES_PER_MANUAL_POINT, card, catalog_table
+from lib.classroom.checks import UsesTheLibrary, assert_written_here
 from lib.classroom.grading import (
     Limits,
     Status,
@@ -27,6 +29,7 @@ from lib.classroom.grading import (
     questions,
 )
 from lib.classroom.pack import (
+    Assignment,
     assignments,
     build_course,
     release_drift,
@@ -94,8 +97,11 @@ def test_released_notebooks_follow_the_book(course):
             meta = book.metadata.get("nbgrader", {})
             text = ours.source
             assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
-            if ours.cell_type == "markdown":
+            if meta.get("solution") and ours.cell_type == "markdown":
+                assert text.strip() == "YOUR ANSWER HERE", f"{assignment.name}: {meta['grade_id']} shows its answer"
+            elif ours.cell_type == "markdown":
                 assert text == book.source and "{solution" not in text and "{exercise}" not in text
+                assert "Rubric" not in text, f"{assignment.name}: a rubric reached the students"
             elif meta.get("solution"):
                 assert "raise NotImplementedError()" in text
             elif meta.get("grade"):
@@ -122,6 +128,26 @@ def test_student_pack_is_a_reproducible_zip_of_the_release(course, tmp_path):
     with zipfile.ZipFile(first) as pack:
         assert pack.namelist() == [f"{n}/{n}.ipynb" for n in NAMES]
         assert pack.read(f"{NAMES[0]}/{NAMES[0]}.ipynb") == released_notebooks(course)[0].read_bytes()
+
+
+def test_the_assignments_page_lists_every_assignment_with_the_notebooks_points(course):
+    cards = [card(a) for a in assignments()]
+    assert [c.name for c in cards] == NAMES  # index.md is a page, not an assignment
+    for c in cards:
+        manual = sum(q.points for q in questions(course, c.name, manual=True))
+        assert (c.autograded_points, c.manual_points) == (sum(points(course, c.name).values()), manual)
+        assert manual > 0, f"{c.name}: no manually graded experiment or interpretation"
+        least = c.autograded_points * MINUTES_PER_AUTOGRADED_POINT + manual * MINUTES_PER_MANUAL_POINT
+        assert least <= c.minutes < least + 15 and c.minutes % 15 == 0
+    table = catalog_table(cards).splitlines()
+    assert len(table) == len(cards) + 2 and all(c.title in row for c, row in zip(cards, table[2:]))
+
+
+def test_an_assignment_without_its_chapters_is_refused(tmp_path):
+    source = tmp_path / "07_x.md"
+    source.write_text("---\nkernelspec:\n  name: python3\n---\n\n# Assignment 7\n")
+    with pytest.raises(ValueError, match="must list existing chapters"):
+        card(Assignment("07_x", source))
 
 
 # --- bad input ------------------------------------------------------------------------
@@ -185,6 +211,53 @@ def test_a_wrong_answer_scores_zero_on_that_question_only(course, graded):
     assert result(report, "wrong").scores == expected and result(report, "wrong").status is Status.GRADED
 
 
+def test_a_submission_importing_the_reference_scores_zero_on_that_question(course, graded):
+    report, _, _ = graded
+    expected = points(course, SAMPLE_ASSIGNMENT) | {"test_attack": 0.0}
+    assert result(report, "importing").scores == expected
+    assert result(report, "importing").status is Status.GRADED
+
+
+def test_graded_functions_must_not_come_from_the_library():
+    import numpy as np
+    import torch
+
+    import lib.robustness.attacks as attacks
+    from lib.robustness.attacks import project_linf
+    from lib.theory import SetDistanceClassifier
+
+    def own(z, x, eps):
+        return torch.clamp(torch.minimum(torch.maximum(z, x - eps), x + eps), 0, 1)
+
+    def calls_it(z, x, eps):
+        return project_linf(z, x, eps)
+
+    def through_a_helper(z, x, eps):
+        return [calls_it(z, x, eps) for _ in range(1)][0]
+
+    def through_the_module(z, x, eps):
+        return attacks.project_linf(z, x, eps)
+
+    def imports_inside(z, x, eps):
+        from lib.robustness.attacks import project_linf as reference
+
+        return reference(z, x, eps)
+
+    def imports_by_name(z, x, eps):
+        return __import__("importlib").import_module("lib.robustness.attacks").project_linf(z, x, eps)
+
+    classifier_scores = SetDistanceClassifier(np.eye(2), np.array([0, 1])).scores
+
+    def bound_method(X_ref, y_ref, X, r):
+        return classifier_scores(X)
+
+    assert_written_here(own)
+    for cheat in (project_linf, classifier_scores, calls_it, through_a_helper, through_the_module,
+                  imports_inside, imports_by_name, bound_method):
+        with pytest.raises(UsesTheLibrary, match="lib"):
+            assert_written_here(cheat)
+
+
 def test_a_looping_submission_times_out_and_the_rest_is_graded(course, graded):
     report, _, _ = graded
     looping = result(report, "looping")
@@ -209,7 +282,7 @@ def test_csv_has_a_row_per_student_and_the_documented_columns(course, graded):
     columns = ["student", *[f"{n}:{q}" for n in NAMES for q in points(course, n)], "total", "status", "details"]
     assert list(rows[0]) == columns == csv_columns(course, NAMES)
     by_student = {row["student"]: row for row in rows}
-    assert sorted(by_student) == ["correct", "crashing", "destructive", "looping", "untouched", "wrong"]
+    assert sorted(by_student) == ["correct", "crashing", "destructive", "importing", "looping", "untouched", "wrong"]
     assert by_student["untouched"]["status"] == "graded" and by_student["untouched"]["total"] == "0"
     assert by_student["correct"]["total"] == f"{sum(points(course, SAMPLE_ASSIGNMENT).values()):g}"
     assert by_student["correct"]["status"] == "graded"

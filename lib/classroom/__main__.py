@@ -6,7 +6,7 @@
 
 ``pack`` builds the nbgrader course ``DIR/course`` from ``book/assignments`` and zips
 the student notebooks into ``DIR/student-pack.zip`` (``DIR``: ``_build/classroom``).
-``samples`` writes six sample submissions (correct, untouched, wrong, looping,
+``samples`` writes seven sample submissions (correct, untouched, wrong, importing, looping,
 crashing, destructive) into ``DIR`` from a built course. ``grade`` grades
 ``SUBMISSIONS/<student>/<assignment>.ipynb``: the reference solutions first, then every
 submission in a scratch copy; writes the CSV (default ``DIR/grades.csv``) and the

@@ -8,6 +8,10 @@ the operating system's entropy instead.
 
 from __future__ import annotations
 
+import dis
+import inspect
+import types
+
 import numpy as np
 import torch
 from torch import nn
@@ -84,3 +88,86 @@ def mean_kl(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> float:
         log_p = torch.log_softmax(model(x), dim=1)
         log_q = torch.log_softmax(model(x_adv), dim=1)
     return float((log_p.exp() * (log_p - log_q)).sum(dim=1).mean())
+
+
+LIBRARY = "lib"  # the book's package: it holds every reference solution
+DYNAMIC = frozenset({"__import__", "importlib", "exec", "eval", "compile", "getattr", "globals", "sys"})
+
+
+class UsesTheLibrary(AssertionError):
+    """A graded function reaches the book's library, where its reference solution lives."""
+
+
+def _in_library(module: object) -> bool:
+    return isinstance(module, str) and (module == LIBRARY or module.startswith(LIBRARY + "."))
+
+
+def _library_module(value: object) -> str | None:
+    """The ``lib`` module ``value`` comes from (module, function, class, method, instance), or None."""
+    if inspect.ismethod(value):
+        return _library_module(value.__func__) or _library_module(value.__self__)
+    if inspect.ismodule(value):
+        module = value.__name__
+    elif inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value):
+        module = value.__module__
+    else:
+        module = type(value).__module__
+    return module if _in_library(module) else None
+
+
+def _code_objects(code: types.CodeType):
+    """``code`` and every function, lambda or comprehension defined inside it."""
+    yield code
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            yield from _code_objects(constant)
+
+
+def _library_uses(function: types.FunctionType, seen: set[int]) -> list[str]:
+    """What ``function``, and the notebook functions it calls, take from ``lib``."""
+    if id(function) in seen:
+        return []
+    seen.add(id(function))
+    found, values = [], [c.cell_contents for c in function.__closure__ or ()] + list(function.__defaults__ or ())
+    for code in _code_objects(function.__code__):
+        for op in dis.get_instructions(code):
+            if op.opname == "IMPORT_NAME" and _in_library(op.argval):
+                found.append(f"import {op.argval}")
+            elif op.opname in ("LOAD_GLOBAL", "LOAD_NAME") and op.argval in DYNAMIC:
+                found.append(f"{op.argval} (dynamic imports and code are refused)")
+            elif op.opname in ("LOAD_GLOBAL", "LOAD_NAME") and op.argval in function.__globals__:
+                values.append(function.__globals__[op.argval])
+            elif op.opname == "LOAD_CONST" and _in_library(op.argval):
+                found.append(f"the string {op.argval!r}")
+    for value in values:
+        module = _library_module(value)
+        if module:
+            name = getattr(value, "__qualname__", None) or getattr(value, "__name__", type(value).__qualname__)
+            found.append(f"{name} from {module}")
+        elif isinstance(value, types.FunctionType):
+            found += _library_uses(value, seen)
+    return found
+
+
+def assert_written_here(*functions: object) -> None:
+    """Fail unless each graded function is the student's own code, not the library's.
+
+    The library (``lib``) holds the reference solution of every assignment and is
+    importable in the student's environment, so each hidden test calls this first. It
+    refuses a function that *is* a library object, or whose code (with its nested
+    functions, closures, default arguments and the notebook functions it calls) uses a
+    global bound to anything from ``lib`` (module, function, class, instance, method),
+    imports ``lib``, names it in a string, or reaches for ``__import__``,
+    ``importlib``, ``exec``, ``eval``, ``compile``, ``getattr``, ``globals`` or ``sys``.
+    torch, NumPy and the student's own helpers are allowed.
+    """
+    for function in functions:
+        module = _library_module(function)
+        if module:
+            raise UsesTheLibrary(f"{getattr(function, '__name__', function)} is {module}'s own: write it yourself")
+        if not isinstance(function, types.FunctionType):
+            raise UsesTheLibrary(f"expected a function defined in the notebook, got {type(function).__name__}")
+        uses = _library_uses(function, set())
+        if uses:
+            raise UsesTheLibrary(f"{function.__name__} must not use the book's library (lib), where the reference "
+                                 f"solutions live; it uses: {', '.join(dict.fromkeys(uses))}")

@@ -96,13 +96,19 @@ class Result:
         return sum(self.scores.values()) if self.scores else None
 
 
-def questions(course: Path, assignment: str) -> list[Question]:
-    """The graded cells of ``assignment`` in notebook order, from the course's source notebook."""
+def questions(course: Path, assignment: str, *, manual: bool = False) -> list[Question]:
+    """The autograded cells of ``assignment`` in notebook order, from the course's source notebook.
+
+    With ``manual``, the manually graded answers instead (experiments, interpretations:
+    nbgrader cells with both ``grade`` and ``solution``), which the teacher grades by hand
+    with the rubric under each one in the book; the autograder's CSV leaves them out.
+    """
     import nbformat
 
     notebook = nbformat.read(course / "source" / assignment / f"{assignment}.ipynb", as_version=4)
     meta = [cell.metadata.get("nbgrader", {}) for cell in notebook.cells]
-    return [Question(m["grade_id"], float(m["points"])) for m in meta if m.get("grade")]
+    return [Question(m["grade_id"], float(m["points"])) for m in meta
+            if m.get("grade") and bool(m.get("solution")) == manual]
 
 
 def find_submissions(folder: Path, known: list[str]) -> dict[str, dict[str, Path]]:
@@ -206,7 +212,7 @@ def grade_submission(course: Path, assignment: str, student: str, notebook: Path
         wall_limit = limits.cell_timeout * (len(expected) * 4 + 10) + 300
         code = _run_worker(scratch, assignment, student, limits, wall_limit, log, feedback_dir is not None)
         scores = _read_scores(scratch, assignment, student) if code == 0 else None
-        if scores is None or set(scores) != {q.name for q in expected}:
+        if scores is None or not {q.name for q in expected} <= set(scores):
             detail = "ran past the wall-clock limit" if code == -9 else f"grading process exit status {code}"
             return Result(student, assignment, Status.CRASHED, detail=detail, log=_log_tail(log))
         slow = _timed_out_cells(scratch, assignment, student)

@@ -45,10 +45,10 @@ class Assignment:
 
 
 def assignments(directory: Path = ASSIGNMENTS_DIR) -> list[Assignment]:
-    """The assignment notebooks of the book, in file-name order (``NN_topic.md``)."""
+    """The assignment notebooks of the book, in file-name order (``NN_topic.md``; not ``index.md``)."""
     from lib.book.toc import is_notebook
 
-    found = [Assignment(path.stem, path) for path in sorted(directory.glob("*.md")) if is_notebook(path)]
+    found = [Assignment(path.stem, path) for path in sorted(directory.glob("[0-9][0-9]_*.md")) if is_notebook(path)]
     if not found:
         raise FileNotFoundError(f"no assignment notebooks in {directory}")
     return found
@@ -108,6 +108,16 @@ def _plain_exercises(markdown: str) -> str:
     return _EXERCISE.sub(plain, markdown)
 
 
+def is_manual_answer(cell) -> bool:
+    """Whether ``cell`` is a manually graded answer (nbgrader: ``grade`` and ``solution``).
+
+    In the book such a markdown cell holds the model answer, inside the exercise's
+    solution dropdown; for students it becomes nbgrader's "YOUR ANSWER HERE".
+    """
+    meta = cell.metadata.get("nbgrader", {})
+    return bool(meta.get("grade") and meta.get("solution"))
+
+
 def student_source(assignment: Assignment):
     """The assignment as an nbgrader *source* notebook (with solutions), book markup removed."""
     import jupytext
@@ -116,7 +126,9 @@ def student_source(assignment: Assignment):
     notebook.metadata.pop("jupytext", None)
     cells, inside = [], False
     for cell in notebook.cells:
-        if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown" and is_manual_answer(cell):
+            cell.source = f"### BEGIN SOLUTION\n{cell.source.strip()}\n### END SOLUTION"
+        elif cell.cell_type == "markdown":
             cell.source, inside = without_book_solutions(cell.source, inside)
             if not cell.source:
                 continue

@@ -1,10 +1,12 @@
 """Sample submissions: what a class hands in, good and bad, to try the grader on.
 
-:func:`write_samples` writes ``<folder>/<student>/<assignment>.ipynb`` for six students:
+:func:`write_samples` writes ``<folder>/<student>/<assignment>.ipynb`` for seven students:
 
 * ``correct``: the reference solution of the first assignment;
 * ``untouched``: the released student notebooks of every assignment, unchanged;
 * ``wrong``: the first assignment with a wrong ``attack`` (no attack at all);
+* ``importing``: the first assignment with ``attack`` handed over to the library's
+  reference (``lib.robustness.attacks.pgd``), which the student environment can import;
 * ``looping``: the first assignment solved, but its last solution cell starts with a
   loop that never ends;
 * ``crashing``: the first assignment with a cell that kills its kernel;
@@ -22,6 +24,14 @@ SAMPLE_ASSIGNMENT = "01_pgd"
 WRONG_ATTACK = '''def attack(model, x, y, eps, steps):
     """PGD (wrong: returns the clean points)."""
     return x.clone()
+'''
+
+IMPORTED_ATTACK = '''from lib.robustness.attacks import pgd
+
+
+def attack(model, x, y, eps, steps):
+    """PGD (not written: the library's reference, imported)."""
+    return pgd(model, x, y, eps, steps=steps)
 '''
 
 ENDLESS_LOOP = "\nimport time\n\nwhile True:  # a loop that never ends (asleep: no CPU burnt)\n    time.sleep(1)\n"
@@ -57,7 +67,7 @@ def _with_cell(source: Path, grade_id: str, edit) -> object:
 
 
 def write_samples(folder: Path, course: Path, assignment: str = SAMPLE_ASSIGNMENT) -> Path:
-    """Write the six sample students' submissions into ``folder`` (emptied first)."""
+    """Write the seven sample students' submissions into ``folder`` (emptied first)."""
     import nbformat
 
     if folder.exists():
@@ -66,6 +76,7 @@ def write_samples(folder: Path, course: Path, assignment: str = SAMPLE_ASSIGNMEN
     notebooks = {
         "correct": nbformat.read(reference, as_version=4),
         "wrong": _with_cell(reference, "attack", lambda _: WRONG_ATTACK),
+        "importing": _with_cell(reference, "attack", lambda _: IMPORTED_ATTACK),
         "looping": _with_cell(reference, "attack", lambda old: ENDLESS_LOOP + "\n\n" + old),
         "crashing": _with_cell(reference, "project", lambda old: KILL_KERNEL + "\n\n" + old),
         "destructive": _with_cell(reference, "project", lambda old: DELETE_AROUND + "\n\n" + old),
