@@ -45,9 +45,14 @@ NAMES = [a.name for a in assignments()]
 CELL_TIMEOUT = 15  # half nbgrader's default (30): the looping sample sleeps it out (wall time, not CPU); a reference cell takes <= 3 s
 
 
+TEACHER_RECORDS = ("gradebook.db", "submitted/", "autograded/")
+"""What grading writes into the course on purpose: the gradebook and the graded notebooks."""
+
+
 def digest(folder):
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.relative_to(folder).as_posix().startswith(TEACHER_RECORDS)}
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +296,21 @@ def test_csv_has_a_row_per_student_and_the_documented_columns(course, graded):
     assert by_student["crashing"]["status"] == "crashed / not graded"
     assert by_student["crashing"][f"{SAMPLE_ASSIGNMENT}:test_project"] == ""  # blank, not a silent 0
     assert by_student["destructive"]["total"] == ""
+
+
+def test_grades_reach_the_course_gradebook_with_hand_graded_cells_pending(course, graded):
+    from nbgrader.api import Gradebook
+
+    report, _, _ = graded
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        students = {s.id for s in gradebook.students}
+        correct = gradebook.find_submission_notebook(SAMPLE_ASSIGNMENT, SAMPLE_ASSIGNMENT, "correct")
+        auto = {g.name: g.auto_score for g in correct.grades if not g.needs_manual_grade}
+        pending = {g.name for g in correct.grades if g.needs_manual_grade}
+    assert auto == result(report, "correct").scores == points(course, SAMPLE_ASSIGNMENT)
+    assert pending == {q.name for q in questions(course, SAMPLE_ASSIGNMENT, manual=True)} != set()
+    assert "correct" in students and "crashing" not in students  # crashed: no grade recorded
+    assert (course / "autograded" / "correct" / SAMPLE_ASSIGNMENT / f"{SAMPLE_ASSIGNMENT}.ipynb").is_file()
 
 
 def test_feedback_html_for_every_graded_submission(graded):

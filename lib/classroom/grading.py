@@ -5,7 +5,10 @@ Submissions are laid out as ``<student>/<assignment>.ipynb``. Each one is graded
 gradebook and sources and that one notebook, in a child process (its own session,
 files capped in size, a wall-clock limit on top of nbgrader's per-cell timeout). The
 teacher's process then reads the scratch gradebook and the autograded notebook, copies
-the feedback HTML, and deletes the scratch folder. A submission that loops, kills its
+the feedback HTML and the autograded notebook into the course, and deletes the scratch
+folder; once every submission is graded, it records their scores in the course's own
+gradebook (:func:`record_in_gradebook`), where formgrader, manual grading of the
+experiments and ``nbgrader export`` find them. A submission that loops, kills its
 kernel, writes a huge file, deletes the files around it or overwrites ``gradebook.db``
 therefore damages only its own scratch copy and shows up with a status, never as a
 silent 0.
@@ -199,6 +202,37 @@ def _timed_out_cells(scratch: Path, assignment: str, student: str) -> list[str]:
             if any(output.get("ename") == TIMEOUT_ENAME for output in cell.get("outputs", []))]
 
 
+def _keep_submission(scratch: Path, course: Path, assignment: str, student: str) -> None:
+    """Copy the submitted and the autograded notebook into the course, where formgrader and manual
+    grading read them (``<course>/{submitted,autograded}/<student>/<assignment>/``)."""
+    for stage in ("submitted", "autograded"):
+        target = course / stage / student / assignment
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(scratch / stage / student / assignment, target)
+
+
+def record_in_gradebook(course: Path, results: list[Result]) -> None:
+    """The graded submissions' automatic scores in the course's gradebook (nbgrader's database), so
+    that formgrader, manual grading and ``nbgrader export`` see them; the hand-graded cells are
+    left needing a manual grade. A submission graded again replaces its earlier record."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        for result in (r for r in results if r.scores):
+            gradebook.update_or_create_student(result.student)
+            try:
+                gradebook.remove_submission(result.assignment, result.student)
+            except MissingEntry:
+                pass
+            gradebook.add_submission(result.assignment, result.student)
+            notebook = gradebook.find_submission_notebook(result.assignment, result.assignment, result.student)
+            for cell in notebook.grades:
+                manual = cell.name not in result.scores
+                cell.auto_score = None if manual else result.scores[cell.name]
+                cell.needs_manual_grade = manual
+            gradebook.db.commit()
+
+
 def grade_submission(course: Path, assignment: str, student: str, notebook: Path, *, limits: Limits = Limits(),
                      feedback_dir: Path | None = None) -> Result:
     """Grade one notebook in a scratch copy of ``course``; the scratch folder is deleted after.
@@ -224,6 +258,7 @@ def grade_submission(course: Path, assignment: str, student: str, notebook: Path
             feedback = feedback_dir / student / f"{assignment}.html"
             feedback.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, feedback)
+        _keep_submission(scratch, course, assignment, student)
         return Result(student, assignment, status, {q.name: scores[q.name] for q in expected}, feedback, detail)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -318,7 +353,8 @@ class Report:
 def grade(submissions: Path, *, course: Path = CLASSROOM_DIR / "course", csv_path: Path = CLASSROOM_DIR / "grades.csv",
           feedback_dir: Path = CLASSROOM_DIR / "feedback", limits: Limits = Limits(), rebuild: bool = True,
           log: Callable[[str], None] = print) -> Report:
-    """Grade ``submissions/<student>/<assignment>.ipynb``; write the CSV and feedback HTML.
+    """Grade ``submissions/<student>/<assignment>.ipynb`` into the course's gradebook; write the CSV
+    (an export of the automatic scores, with each submission's status) and feedback HTML.
 
     The course is rebuilt from ``book/assignments`` first (unless ``rebuild`` is False),
     so tests and points are the book's; a warning names released notebooks that changed
@@ -355,6 +391,7 @@ def grade(submissions: Path, *, course: Path = CLASSROOM_DIR / "course", csv_pat
                 log(f"{student}/{name}: {result.status.value}"
                     + (f", {result.total:g} points" if result.scores else ""))
             results.setdefault(student, []).append(result)
+    record_in_gradebook(course, [r for rows in results.values() for r in rows])
     write_csv(csv_path, csv_columns(course, names), [csv_row(s, r) for s, r in results.items()])
     return Report(results, reference, csv_path, feedback_dir, time.perf_counter() - started)
 
