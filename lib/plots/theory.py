@@ -281,9 +281,10 @@ def plot_intrinsic_tradeoff(panels: list[tuple[str, IntervalClasses, dict[str, f
     for ax, (title, problem, rules, eps) in zip(axes[:, 0], panels):
         _interval_densities(ax, problem)
         for (name, t), (style, color) in zip(rules.items(), RULE_STYLES):
-            ax.axvline(t, linestyle=style, color=color, linewidth=2, label=name)
-            ax.axvspan(t - eps, t + eps, color=color, alpha=0.12)
-        ax.set(ylabel="density × prior", title=title, ylim=(0, None))
-        ax.legend(loc="upper right", fontsize=TEXT_SIZE, frameon=False)
+            ax.axvline(t, ymax=0.55, linestyle=style, color=color, linewidth=2, label=name)  # below the legend
+            ax.axvspan(t - eps, t + eps, ymax=0.55, color=color, alpha=0.12)
+        tallest = max((1 - problem.prior1) / (problem.hi0 - problem.lo0), problem.prior1 / (problem.hi1 - problem.lo1))
+        ax.set(ylabel="density × prior", title=title, ylim=(0, 2.3 * tallest))  # room for the legend
+        ax.legend(loc="upper center", ncol=2, fontsize=TEXT_SIZE, frameon=False)
     axes[-1, 0].set_xlabel("$x$ (shaded: within the radius of a rule's threshold)")
     return fig
