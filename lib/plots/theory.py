@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from lib.theory import Grid
+from lib.theory.intrinsic import IntervalClasses
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
 CURVES = {"certified": ("certificate (lower bound)", OKABE_ITO[4], "-"),
@@ -254,4 +255,37 @@ def plot_staircase(result: dict, staircase, samples: dict[str, int], *, fontsize
     axes[-1, 0].set_xlabel("$t$ (the stairs are the integers)", fontsize=fontsize)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=fontsize - 1, frameon=False)
+    return fig
+
+
+RULE_STYLES = (("--", OKABE_ITO[7]), ("-", OKABE_ITO[5]), (":", OKABE_ITO[2]))
+
+
+def _interval_densities(ax: plt.Axes, problem: IntervalClasses) -> None:
+    """Each class's density times its prior, as a filled step."""
+    for label, (lo, hi, mass) in enumerate(((problem.lo0, problem.hi0, 1 - problem.prior1),
+                                           (problem.lo1, problem.hi1, problem.prior1))):
+        height = mass / (hi - lo)
+        ax.fill_between([lo, hi], 0, height, color=_light(OKABE_ITO[label], 0.55), alpha=0.8,
+                        edgecolor=OKABE_ITO[label], linewidth=1.5, label=f"class {label}")
+
+
+def plot_intrinsic_tradeoff(panels: list[tuple[str, IntervalClasses, dict[str, float], float]]) -> Figure:
+    """One row per 1-D problem: class densities, threshold rules and the ball of radius ``eps`` around each.
+
+    ``panels``: ``(title, problem, {rule name: threshold}, eps)``; a rule predicts class 1
+    right of its threshold, and a point within ``eps`` of the threshold (the band) is not
+    robustly classified (Yang et al. 2020, §3: overlapping vs r-separated supports).
+    """
+    fig, axes = plt.subplots(len(panels), 1, figsize=(PAGE_WIDTH, 2.6 * len(panels)), layout="constrained",
+                             sharex=True, squeeze=False)
+    for ax, (title, problem, rules, eps) in zip(axes[:, 0], panels):
+        _interval_densities(ax, problem)
+        for (name, t), (style, color) in zip(rules.items(), RULE_STYLES):
+            ax.axvline(t, ymax=0.55, linestyle=style, color=color, linewidth=2, label=name)  # below the legend
+            ax.axvspan(t - eps, t + eps, ymax=0.55, color=color, alpha=0.12)
+        tallest = max((1 - problem.prior1) / (problem.hi0 - problem.lo0), problem.prior1 / (problem.hi1 - problem.lo1))
+        ax.set(ylabel="density × prior", title=title, ylim=(0, 2.3 * tallest))  # room for the legend
+        ax.legend(loc="upper center", ncol=2, fontsize=TEXT_SIZE, frameon=False)
+    axes[-1, 0].set_xlabel("$x$ (shaded: within the radius of a rule's threshold)")
     return fig
