@@ -180,9 +180,17 @@ def _keyed_function(function: Any, where: str) -> dict[str, Any]:
             "closure": {name: _keyed(cell.cell_contents, f"{where}.{name}") for name, cell in cells}}
 
 
+def _plain_attributes(module: nn.Module) -> dict[str, Any]:
+    """A module's own settings kept as plain attributes (a temperature, a scale): its repr may omit them."""
+    return {name: value for name, value in sorted(vars(module).items())
+            if not name.startswith("_") and name != "training" and isinstance(value, (bool, int, float, str))}
+
+
 def _keyed_module(module: nn.Module) -> dict[str, Any]:
-    """A network as a key: its class and layout, train/eval modes and the digest of its weights."""
+    """A network as a key: its class and layout, each submodule's plain settings, train/eval modes and
+    the digest of its weights."""
     return {"module": _qualified_name(type(module)), "layout": repr(module),
+            "settings": [_plain_attributes(m) for m in module.modules()],
             "training": [m.training for m in module.modules()], "state": array_digest(dict(module.state_dict()))}
 
 

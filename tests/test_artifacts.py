@@ -128,3 +128,27 @@ def test_fingerprint_ignores_presentation_modules(monkeypatch):
     artifacts.library_fingerprint()
     assert "robustness/attacks.py" in seen and "book/run.py" not in seen and "theory/staircase.py" in seen
     assert not any(name.startswith(("plots/", "book/")) for name in seen)
+
+
+def test_a_network_setting_outside_its_weights_and_repr_joins_the_key(tmp_path, monkeypatch):
+    import torch
+    from torch import nn
+
+    class Scaled(nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.linear, self.scale = nn.Linear(2, 2), scale
+
+        def forward(self, x):
+            return self.scale * self.linear(x)
+
+    monkeypatch.setenv("CLOSER_LOOK_ARTIFACTS", str(tmp_path))
+    torch.manual_seed(0)
+    net = Scaled(1.0)
+    other = Scaled(1e4)
+    other.load_state_dict(net.state_dict())
+    assert artifacts.cached_call(_sum_of_outputs, net).key != artifacts.cached_call(_sum_of_outputs, other).key
+
+
+def _sum_of_outputs(model):
+    return float(model(torch.ones(1, 2)).sum())
