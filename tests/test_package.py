@@ -86,20 +86,22 @@ def test_a_wheel_installed_into_an_empty_venv_runs_a_chapter(wheel, tmp_path):
     """The launch path: pip resolves the wheel's own dependencies (at the locked versions), then
     papermill runs chapter 2 in that venv, with no access to this checkout's lib/."""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "-c", str(locked_pins(tmp_path)),
-                    f"{wheel}[run]"], check=True)
-    chapter = tmp_path / "chapter.ipynb"
-    subprocess.run([str(venv / "bin" / "jupytext"), "--to", "ipynb", "-o", str(chapter),
-                    str(REPO_ROOT / "book" / "02_r_separation.md")], check=True)
+    # Away from the checkout: with it on PYTHONPATH or as the working directory, pip would take
+    # an egg-info lying there for the installed project and skip the wheel.
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
         "CLOSER_LOOK_PROGRESS": "0", "JUPYTER_PATH": str(venv / "share" / "jupyter")}  # the venv's kernel
+    in_venv = {"check": True, "env": environment, "cwd": tmp_path}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], **in_venv)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "-c", str(locked_pins(tmp_path)),
+                    f"{wheel}[run]"], **in_venv)
+    chapter = tmp_path / "chapter.ipynb"
+    subprocess.run([str(venv / "bin" / "jupytext"), "--to", "ipynb", "-o", str(chapter),
+                    str(REPO_ROOT / "book" / "02_r_separation.md")], **in_venv)
     subprocess.run([str(venv / "bin" / "papermill"), str(chapter), str(tmp_path / "out.ipynb"),
-                    "-p", "profile", "ci", "-p", "device", "cpu", "--cwd", str(tmp_path)],
-                   check=True, env=environment)
+                    "-p", "profile", "ci", "-p", "device", "cpu", "--cwd", str(tmp_path)], **in_venv)
     executed = (tmp_path / "out.ipynb").read_text()
     assert '"scrapbook"' in executed, "the chapter glued no value"
     located = subprocess.run([python, "-c", "import lib; print(lib.__file__)"], capture_output=True,
-                             text=True, check=True, env=environment, cwd=tmp_path).stdout
+                             text=True, **in_venv).stdout
     assert str(venv) in located, f"the chapter imported lib from {located}, not from the installed wheel"
