@@ -54,10 +54,12 @@ unit: data
 	CLOSER_LOOK_PROGRESS=0 $(PY) -m pytest tests --ignore=tests/test_browser.py --ignore=tests/test_book_html.py \
 	  --ignore=tests/test_publishing.py --ignore=tests/test_classroom.py
 
+# Every package from requirements.lock, each file checked against its SHA-256 (the lock is
+# generated from requirements.in and pyproject.toml by tools/lock.py), then lib/ itself.
 env: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -r requirements.txt
+	$(PIP) install --require-hashes -r requirements.lock
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -306,7 +306,7 @@ def reference_problem(result: Result, maximum: dict[str, float]) -> str | None:
             f"(status: {result.status.value}{'; ' + result.detail if result.detail else ''}; "
             f"questions short of full marks: {', '.join(lost)}). "
             f"Check that the grading kernel ({sys.executable}) imports lib and every package in "
-            f"requirements.txt, and that book/assignments/{name}.md passes its own tests. "
+            f"requirements.lock, and that book/assignments/{name}.md passes its own tests. "
             f"Nobody was graded." + (f"\nnbgrader's log:\n{result.log}" if result.log else ""))
 
 
