@@ -768,13 +768,7 @@ def _submit(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     jobs = pending_jobs(args.profile, args.seed)
     submitted = submit_jobs(jobs, settings, args.device)
-    for job, handle in zip(jobs, submitted):
-        print(f"{handle.job_id} {job.dataset} {job.slug}", flush=True)
-    print(f"submitted {len(submitted)} jobs; logs in {settings.folder}", file=sys.stderr)
-    if args.wait:
-        for job, handle in zip(jobs, submitted):
-            print(f"{job.dataset} {label(handle.result())}: done", file=sys.stderr)
-    return 0
+    return scheduler.report_submitted(jobs, submitted, lambda job: f"{job.dataset} {job.slug}", settings, args.wait)
 
 
 def main(argv: list[str] | None = None) -> int:

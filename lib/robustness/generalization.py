@@ -636,13 +636,8 @@ def _submit(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     groups = pending_groups(args.profile, args.seed)
     submitted = submit_groups(groups, settings, args.device)
-    for group, handle in zip(groups, submitted):
-        print(f"{handle.job_id} {' '.join(f'{r.study.value}/{r.slug}' for r in group)}", flush=True)
-    print(f"submitted {len(submitted)} jobs; logs in {settings.folder}", file=sys.stderr)
-    if args.wait:
-        for handle in submitted:
-            handle.result()
-    return 0
+    return scheduler.report_submitted(groups, submitted, lambda group: " ".join(f"{r.study.value}/{r.slug}" for r in group),
+                                      settings, args.wait)
 
 
 def _run(args: argparse.Namespace) -> int:

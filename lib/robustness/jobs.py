@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -167,3 +168,17 @@ def submit(task: Callable[[Any], Any], items: Sequence[Any], settings: SubmitSet
     if not items:
         return []
     return make_executor(settings, name).map_array(task, list(items))
+
+
+def report_submitted(items: Sequence[T], handles: Sequence[Any], describe: Callable[[T], str],
+                     settings: SubmitSettings, wait: bool) -> int:
+    """Print one line per submitted job (scheduler id and ``describe(item)``) and where the logs go;
+    with ``wait``, block until every job has ended and say so per job. The exit status (0)."""
+    for item, handle in zip(items, handles):
+        print(f"{handle.job_id} {describe(item)}", flush=True)
+    print(f"submitted {len(handles)} jobs; logs in {settings.folder}", file=sys.stderr)
+    if wait:
+        for item, handle in zip(items, handles):
+            handle.result()
+            print(f"{describe(item)}: done", file=sys.stderr)
+    return 0
