@@ -5,10 +5,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 from lib import REPO_ROOT, datasets
 from lib.robustness.defenses import PASSES_PER_IMAGE, forward_macs
@@ -20,14 +18,6 @@ def benchmark(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_training_benchmark_puts_sequential_and_packed_side_by_side(one_thread, capsys):

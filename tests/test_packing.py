@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import lib.robustness.defenses as defenses
 from lib.robustness import packing
@@ -53,15 +52,6 @@ def test_packs_of_refuses_what_is_not_a_job_and_train_pack_a_mixed_pack():
         packing.packs_of([{"method": "at"}], 2)
     with pytest.raises(ValueError, match="group them with packs_of"):
         packing.train_pack([job(), job("at", ())], "cpu")
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny networks run fastest on one thread (and a busy machine does not slow them tenfold)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
